@@ -1,0 +1,1 @@
+"""Model families; importing one registers its variants."""
