@@ -59,5 +59,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _add_import_weights(sub: argparse._SubParsersAction) -> None:
+    from .port.importer import add_import_command
+
+    add_import_command(sub)
+
+
+_EXTRA_COMMANDS.append(_add_import_weights)
+
+
+def _add_bench_and_leaderboard(sub: argparse._SubParsersAction) -> None:
+    from .harness import add_command as add_bench
+    from .leaderboard import add_command as add_leaderboard
+
+    add_bench(sub)
+    add_leaderboard(sub)
+
+
+_EXTRA_COMMANDS.append(_add_bench_and_leaderboard)
+
+
 if __name__ == "__main__":
     sys.exit(main())

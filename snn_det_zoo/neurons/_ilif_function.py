@@ -8,14 +8,9 @@ import torch
 
 from ._ilif_backend import resolve_backend
 from ._ilif_params import ILIFParams
-from ._ilif_torch import ilif_backward_torch, ilif_forward_torch
+from ._ilif_torch import ilif_backward_torch, ilif_forward_torch, state_dtype_for
 
 __all__ = ["ilif_multi_step", "state_dtype_for"]
-
-
-def state_dtype_for(dtype: torch.dtype) -> torch.dtype:
-    """The membrane state stays float32 for half inputs (float64 for float64), unlike SpikingJelly 2.0's."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _forward_impl(backend: str):
@@ -36,11 +31,11 @@ def _backward_impl(backend: str):
 
 class _ILIFMultiStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, p: ILIFParams, store_v_seq: bool,
+    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool,
                 backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         spikes, v_last, v_seq, mask = _forward_impl(backend)(x_seq, v0, p, store_v_seq)
         ctx.save_for_backward(mask)
-        ctx.p, ctx.backend, ctx.state_dtype = p, backend, v0.dtype
+        ctx.p, ctx.backend, ctx.state_dtype = p, backend, v_last.dtype
         ctx.x_shape, ctx.x_dtype = x_seq.shape, x_seq.dtype
         ctx.set_materialize_grads(False)
         return spikes, v_last, v_seq
@@ -52,15 +47,15 @@ class _ILIFMultiStep(torch.autograd.Function):
         if grad_spikes is None:
             grad_spikes = torch.zeros(ctx.x_shape, dtype=ctx.x_dtype, device=mask.device)
         grad_x, grad_v0 = _backward_impl(ctx.backend)(
-            grad_spikes.contiguous(), grad_v_last, grad_v_seq, mask, ctx.p, ctx.state_dtype
+            grad_spikes.contiguous(), grad_v_last, grad_v_seq, mask, ctx.p, ctx.state_dtype, ctx.needs_input_grad[1]
         )
-        return grad_x, (grad_v0 if ctx.needs_input_grad[1] else None), None, None, None
+        return grad_x, grad_v0, None, None, None
 
 
 def ilif_multi_step(
-    x_seq: torch.Tensor, v0: torch.Tensor, p: ILIFParams, store_v_seq: bool = False, backend: str = "torch"
+    x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool = False, backend: str = "torch"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, str]:
-    """Run I-LIF over ``x_seq [T, ...]`` from state ``v0``.
+    """Run I-LIF over ``x_seq [T, ...]`` from state ``v0`` (``None``: a fresh, zero state).
 
     Returns ``(spikes [T, ...] in x's dtype, v_last, v_seq [T, ...] or None, implementation that ran)``.
     """
@@ -68,9 +63,10 @@ def ilif_multi_step(
         raise ValueError(f"I-LIF multi-step input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
     if not x_seq.is_floating_point():
         raise TypeError(f"I-LIF input must be a floating-point tensor, got {x_seq.dtype}")
-    if v0.shape != x_seq.shape[1:]:
+    if v0 is not None and v0.shape != x_seq.shape[1:]:
         raise ValueError(f"I-LIF state shape {tuple(v0.shape)} does not match the input's per-step shape "
                          f"{tuple(x_seq.shape[1:])}")
     impl = resolve_backend(backend, x_seq.device)
-    spikes, v_last, v_seq = _ILIFMultiStep.apply(x_seq.contiguous(), v0.contiguous(), p, store_v_seq, impl)
+    v0 = None if v0 is None else v0.contiguous()
+    spikes, v_last, v_seq = _ILIFMultiStep.apply(x_seq.contiguous(), v0, p, store_v_seq, impl)
     return spikes, v_last, v_seq, impl

@@ -12,39 +12,60 @@ import torch
 
 from ._ilif_params import ILIFParams
 
-__all__ = ["ilif_backward_torch", "ilif_forward_torch"]
+__all__ = ["ilif_backward_torch", "ilif_forward_torch", "state_dtype_for"]
+
+
+def state_dtype_for(dtype: torch.dtype) -> torch.dtype:
+    """The membrane state stays float32 for half inputs (float64 for float64), unlike SpikingJelly 2.0's."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def ilif_forward_torch(
-    x_seq: torch.Tensor, v0: torch.Tensor, p: ILIFParams, store_v_seq: bool
+    x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Return ``(spikes [T,...] in x's dtype, v_last, v_seq or None, mask [T,...] bool)``."""
+    """Return ``(spikes [T,...] in x's dtype, v_last, v_seq or None, mask [T,...] bool)``; ``v0=None``: zeros."""
     steps = x_seq.shape[0]
+    state_dtype = state_dtype_for(x_seq.dtype) if v0 is None else v0.dtype
     spikes = torch.empty_like(x_seq)
     mask = torch.empty(x_seq.shape, dtype=torch.bool, device=x_seq.device)
-    v_seq = torch.empty((steps, *v0.shape), dtype=v0.dtype, device=v0.device) if store_v_seq else None
-    v = v0.clone()
-    h = torch.empty_like(v)
-    level = torch.empty_like(v)
+    v = torch.empty(x_seq.shape[1:], dtype=state_dtype, device=x_seq.device)
+    v_seq = torch.empty((steps, *v.shape), dtype=state_dtype, device=v.device) if store_v_seq else None
+    h_buffer = torch.empty_like(v)
+    # Spikes are written in place when they share the state's dtype; else through one scratch tensor.
+    level_buffer = None if spikes.dtype == state_dtype else torch.empty_like(v)
+    scaled = None if p.v_threshold == 1.0 else torch.empty_like(v)
     for t in range(steps):
         x = x_seq[t]
-        if p.decay_input:
-            torch.sub(x, v, out=h)
-            h.div_(p.tau).add_(v)
+        if t == 0 and v0 is None:
+            # From a zero state the charge is exactly the input (0 * beta + x == x, (x - 0) / tau + 0 == x / tau).
+            h = torch.div(x.to(state_dtype), p.tau) if p.decay_input else x.to(state_dtype)
         else:
-            torch.mul(v, p.beta, out=h)
-            h.add_(x)
-        u = h if p.v_threshold == 1.0 else h / p.v_threshold
+            previous = v0 if t == 0 else v
+            h = h_buffer
+            if p.decay_input:
+                torch.sub(x, previous, out=h)
+                h.div_(p.tau).add_(previous)
+            else:
+                torch.mul(previous, p.beta, out=h)
+                h.add_(x)
+        u = h if scaled is None else torch.div(h, p.v_threshold, out=scaled)
+        level = spikes[t] if level_buffer is None else level_buffer
         torch.clamp(u, 0, p.max_level, out=level)
         # clamp(u) == u exactly when 0 <= u <= D (and never for NaN): the straight-through window.
         torch.eq(level, u, out=mask[t])
         level.round_()
-        spikes[t].copy_(level)
-        if p.v_threshold != 1.0:
-            level.mul_(p.v_threshold)
-        torch.sub(h, level, out=v)
+        if level_buffer is not None:
+            spikes[t].copy_(level)
+        if scaled is None:
+            torch.sub(h, level, out=v)
+        else:
+            torch.sub(h, torch.mul(level, p.v_threshold, out=scaled), out=v)
         if v_seq is not None:
             v_seq[t].copy_(v)
+    if steps == 0 and v0 is not None:
+        v.copy_(v0)
+    elif steps == 0:
+        v.zero_()
     return spikes, v, v_seq, mask
 
 
@@ -55,10 +76,12 @@ def ilif_backward_torch(
     mask: torch.Tensor,
     p: ILIFParams,
     state_dtype: torch.dtype,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backpropagate through all steps; return ``(grad_x [T,...] in grad_spikes' dtype, grad_v0)``."""
+    need_grad_v0: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Backpropagate through all steps; return ``(grad_x [T,...] in grad_spikes' dtype, grad_v0 or None)``."""
     steps = grad_spikes.shape[0]
     grad_x = torch.empty_like(grad_spikes)
+    in_place = grad_x.dtype == state_dtype
     carry: torch.Tensor | None = None  # dL/dV[t] flowing back from step t+1
     zero = torch.zeros((), dtype=state_dtype, device=grad_spikes.device)
     for t in reversed(range(steps)):
@@ -71,20 +94,23 @@ def ilif_backward_torch(
         if p.v_threshold != 1.0:
             grad_level = grad_level / p.v_threshold
         m = mask[t]
+        grad_h = grad_x[t] if in_place and not p.decay_input else torch.empty_like(grad_level)
         if grad_v is None:
-            grad_h = torch.where(m, grad_level, zero)
+            torch.where(m, grad_level, zero, out=grad_h)
         elif p.detach_reset:
             # dV/dH = 1: the reset subtracts a detached spike.
-            grad_h = torch.where(m, grad_level, zero).add_(grad_v)
+            torch.where(m, grad_level, zero, out=grad_h).add_(grad_v)
         else:
             # dV/dH = 1 - v_th * dS/dH = 1 - m.
-            grad_h = torch.where(m, grad_level, grad_v)
+            torch.where(m, grad_level, grad_v, out=grad_h)
         if p.decay_input:
-            grad_x_t = grad_h / p.tau
-            carry = grad_h - grad_x_t
+            grad_x_t = torch.div(grad_h, p.tau)
+            carry = grad_h.sub_(grad_x_t) if t > 0 or need_grad_v0 else None
+            grad_x[t].copy_(grad_x_t)
         else:
-            grad_x_t = grad_h
-            carry = grad_h * p.beta
-        grad_x[t].copy_(grad_x_t)
-    assert carry is not None
-    return grad_x, carry
+            if not in_place:
+                grad_x[t].copy_(grad_h)
+            carry = torch.mul(grad_h, p.beta) if t > 0 or need_grad_v0 else None
+    if steps == 0 and need_grad_v0:
+        carry = None if grad_v_last is None else grad_v_last.to(state_dtype)
+    return grad_x, carry if need_grad_v0 else None

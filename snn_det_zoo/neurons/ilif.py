@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import torch
 from spikingjelly.activation_based import surrogate
-from spikingjelly.activation_based.neuron import BaseNode
 
+from ._fused_node import FusedMultiStepNode
 from ._ilif_backend import check_backend
-from ._ilif_function import ilif_multi_step, state_dtype_for
+from ._ilif_function import ilif_multi_step
 from ._ilif_params import ILIFParams
+from ._ilif_torch import state_dtype_for
 
 __all__ = ["ILIFNode"]
 
 
-class ILIFNode(BaseNode):
+class ILIFNode(FusedMultiStepNode):
     """Integer LIF neuron, a SpikingJelly ``BaseNode``.
 
     Per step: charge ``H = (1 - 1/tau) V + X`` (or ``H = V + (X - V)/tau`` with ``decay_input``), fire
@@ -88,24 +89,10 @@ class ILIFNode(BaseNode):
                 f"v_threshold={p.v_threshold}, detach_reset={p.detach_reset}, step_mode={self.step_mode}, "
                 f"backend={self.backend}, store_v_seq={self.store_v_seq}")
 
-    def materialize_states(
-        self, inputs: tuple[torch.Tensor, ...], states: tuple[object, ...], step_mode: str
-    ) -> tuple[object, ...]:
-        x = inputs[0][0] if step_mode == "m" else inputs[0]
-        dtype = state_dtype_for(x.dtype)
-        v = states[0]
-        if not isinstance(v, torch.Tensor):
-            v = torch.zeros(x.shape, dtype=dtype, device=x.device)
-        elif v.shape != x.shape:
-            raise ValueError(
-                f"I-LIF state has shape {tuple(v.shape)} but the input step has {tuple(x.shape)}; call "
-                "spikingjelly.activation_based.functional.reset_net(model) between inputs of different shapes"
-            )
-        elif v.dtype != dtype or v.device != x.device:
-            v = v.to(dtype=dtype, device=x.device)
-        return (v, *states[1:])
+    def state_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return state_dtype_for(dtype)
 
-    def _run(self, x_seq: torch.Tensor, v: torch.Tensor, store_v_seq: bool):
+    def _run(self, x_seq: torch.Tensor, v: torch.Tensor | None, store_v_seq: bool):
         self._check_params_in_sync()
         spikes, v_last, v_seq, impl = ilif_multi_step(x_seq, v, self.params, store_v_seq, self.backend)
         self.last_implementation = impl
@@ -117,18 +104,3 @@ class ILIFNode(BaseNode):
             p = self.params
             self.params = ILIFParams(p.max_level, p.tau, p.decay_input, float(self.v_threshold),
                                      bool(self.detach_reset))
-
-    def single_step_functional_forward(self, inputs, states, **kwargs):
-        spikes, v_last, _ = self._run(inputs[0].unsqueeze(0), states[0], False)
-        return (spikes[0],), (v_last, *states[1:])
-
-    def multi_step_functional_forward(self, inputs, states, **kwargs):
-        spikes, v_last, _ = self._run(inputs[0], states[0], False)
-        return (spikes,), (v_last, *states[1:])
-
-    def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        states = self.materialize_states((x_seq, *args), tuple(self._memories.values()), "m")
-        spikes, v_last, v_seq = self._run(x_seq, states[0], self.store_v_seq)
-        self.v = v_last
-        self.v_seq = v_seq
-        return spikes

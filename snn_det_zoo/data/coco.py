@@ -1,0 +1,156 @@
+"""COCO detection: ``instances_*.json`` + an image folder, letterboxed as the YOLO families expect.
+
+Category ids stay COCO's in the annotation file and in every result; :class:`CategoryMap` is the one place
+where they become contiguous class indices (for COCO 2017, the usual 80-class map ``COCO80_TO_COCO91``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..eval.coco import load_coco_json
+from ..eval.constants import COCO80_TO_COCO91
+from ..nn.transform import LetterboxInfo, letterbox
+
+__all__ = ["CategoryMap", "CocoDetection"]
+
+
+class CategoryMap:
+    """COCO category ids <-> contiguous class indices ``0 .. n-1``.
+
+    :param ids: the category id of each class index, e.g. ``COCO80_TO_COCO91``.
+    """
+
+    def __init__(self, ids: Sequence[int]):
+        self.ids = tuple(int(i) for i in ids)
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError(f"category ids must be distinct, got {self.ids}")
+        self._label = {cat: label for label, cat in enumerate(self.ids)}
+
+    @classmethod
+    def from_categories(cls, categories: Sequence[dict]) -> CategoryMap:
+        """The map of an annotation file: COCO's 80-class order when the file has exactly those ids, else the
+        ids sorted."""
+        ids = sorted(int(c["id"]) for c in categories)
+        return cls(COCO80_TO_COCO91 if tuple(ids) == tuple(sorted(COCO80_TO_COCO91)) else ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"CategoryMap({len(self)} classes)"
+
+    def label(self, category_id: int) -> int:
+        """Class index of a COCO category id."""
+        try:
+            return self._label[int(category_id)]
+        except KeyError:
+            raise ValueError(f"category id {category_id} is not one of the {len(self)} mapped ids") from None
+
+    def category_id(self, label: int) -> int:
+        """COCO category id of a class index."""
+        if not 0 <= int(label) < len(self.ids):
+            raise ValueError(f"class index {label} outside 0..{len(self.ids) - 1}")
+        return self.ids[int(label)]
+
+
+class CocoDetection(Dataset):
+    """COCO images, letterboxed, with their boxes.
+
+    Each sample is ``(image, target)``: ``image`` a float ``[3, S, S]`` RGB tensor in [0, 1] after the
+    transform; ``target`` holds ``boxes`` (float32 ``[N, 4]`` xyxy in *original* pixels), ``input_boxes``
+    (the same boxes in the transformed image), ``labels`` (int64 class indices, see ``categories``),
+    ``category_ids`` (COCO's), ``iscrowd``, ``image_id``, ``orig_size`` ``(h, w)`` and ``letterbox`` (the
+    :class:`LetterboxInfo` that maps predictions back with ``nn.transform.unletterbox_boxes``).
+
+    :param image_dir: the folder with the images named in ``file_name``.
+    :param ann_file: the ``instances_*.json`` file.
+    :param img_size: the letterbox size (default transform only).
+    :param transform: ``image [3, H, W] float -> (image, LetterboxInfo)``; default: the models' letterbox.
+    :param categories: a :class:`CategoryMap`; default: :meth:`CategoryMap.from_categories` of the file.
+    """
+
+    def __init__(
+        self,
+        image_dir: str | os.PathLike,
+        ann_file: str | os.PathLike,
+        img_size: int = 640,
+        transform: Callable[[torch.Tensor], tuple[torch.Tensor, LetterboxInfo]] | None = None,
+        categories: CategoryMap | None = None,
+    ):
+        self.image_dir = os.fspath(image_dir)
+        self.ann_file = os.fspath(ann_file)
+        if not os.path.isdir(self.image_dir):
+            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir}")
+        data = load_coco_json(self.ann_file)
+        self.categories = categories or CategoryMap.from_categories(data["categories"])
+        self.transform = transform or partial(letterbox, new_shape=img_size)
+        self.images = sorted(data["images"], key=lambda im: im["id"])
+        for i, im in enumerate(self.images):
+            if not isinstance(im.get("file_name"), str):
+                raise ValueError(f"{self.ann_file}: images[{i}] (id {im['id']}) needs a string 'file_name'")
+        self._annotations: dict[int, list[dict]] = defaultdict(list)
+        for ann in data["annotations"]:
+            self._annotations[ann["image_id"]].append(ann)
+        unknown = {a["category_id"] for a in data["annotations"]} - set(self.categories.ids)
+        if unknown:
+            raise ValueError(
+                f"{self.ann_file}: annotations use category ids {sorted(unknown)} that are not in "
+                "the category map"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        return (
+            f"CocoDetection(ann_file={self.ann_file!r}, images={len(self)}, classes={len(self.categories)}, "
+            f"transform={self.transform!r})"
+        )
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [im["id"] for im in self.images]
+
+    def _read_image(self, file_name: str) -> torch.Tensor:
+        from PIL import Image  # Pillow comes with torchvision; torchvision.io's decoders are deprecated
+
+        path = os.path.join(self.image_dir, file_name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file not found: {path}")
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        info_json = self.images[index]
+        image = self._read_image(info_json["file_name"])
+        orig_size = tuple(image.shape[-2:])
+        anns = [
+            a for a in self._annotations.get(info_json["id"], []) if a["bbox"][2] > 0 and a["bbox"][3] > 0
+        ]
+        xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+        image, info = self.transform(image)
+        left, top = info.pad
+        input_boxes = boxes * info.ratio + boxes.new_tensor([left, top, left, top])
+        target = {
+            "boxes": boxes,
+            "input_boxes": input_boxes,
+            "labels": torch.tensor(
+                [self.categories.label(a["category_id"]) for a in anns], dtype=torch.int64
+            ),
+            "category_ids": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
+            "iscrowd": torch.tensor([int(a.get("iscrowd", 0)) for a in anns], dtype=torch.int64),
+            "image_id": int(info_json["id"]),
+            "orig_size": orig_size,
+            "letterbox": info,
+        }
+        return image, target

@@ -1,0 +1,327 @@
+"""Readers (and a writer) for the Prophesee Gen1 files: ``*_td.dat`` events and ``*_bbox.npy`` labels.
+
+The ``.dat`` layout (prophesee-automotive-dataset-toolbox, ``src/io/dat_events_tools.py``): a text header of
+lines starting with ``"% "`` (``% Height 240``, ``% Width 304``, ...), then one byte event type (0 = Event2D)
+and one byte event size (8), then little-endian records of two 32-bit words: the timestamp in microseconds and
+a packed word with x in bits 0-13, y in bits 14-27 and the polarity in bit 28. Files written before the header
+existed have neither header nor the two type/size bytes.
+
+Events are memory-mapped and decoded with vectorised NumPy; a time window is found by binary search on the
+timestamps, so reading 250 ms of a one-hour recording touches only that part of the file.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
+
+__all__ = [
+    "BBOX_DTYPE",
+    "EVENT_DTYPE",
+    "DatFile",
+    "DatHeader",
+    "authors_gen1_targets",
+    "read_boxes",
+    "read_dat",
+    "write_dat",
+]
+
+# What read_dat returns: one record per event.
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "<u1")])
+# The toolbox's current label layout (src/io/box_loading.py); read_boxes converts every older variant to it.
+BBOX_DTYPE = np.dtype(
+    {
+        "names": ["t", "x", "y", "w", "h", "class_id", "track_id", "class_confidence"],
+        "formats": ["<i8", "<f4", "<f4", "<f4", "<f4", "<u4", "<u4", "<f4"],
+        "offsets": [0, 8, 12, 16, 20, 24, 28, 32],
+        "itemsize": 40,
+    }
+)
+
+_RAW_DTYPE = np.dtype([("t", "<u4"), ("packed", "<u4")])  # the on-disk Event2D record
+_EVENT2D = 0
+_X_MASK, _Y_SHIFT, _Y_MASK, _P_SHIFT = 0x3FFF, 14, 0x3FFF, 28
+_MAX_HEADER_BYTES = 1 << 20  # a real header is a few hundred bytes; this bounds the scan of a garbage file
+
+
+@dataclass(frozen=True)
+class DatHeader:
+    """What the header of a ``.dat`` file says."""
+
+    data_offset: int  # byte offset of the first event record
+    event_type: int
+    event_size: int
+    height: int | None
+    width: int | None
+    lines: tuple[str, ...]  # the raw '% ' lines, without the prefix
+
+
+def _parse_header(path: str, f) -> DatHeader:
+    lines: list[str] = []
+    height = width = None
+    pos = 0
+    while True:
+        pos = f.tell()
+        line = f.readline(_MAX_HEADER_BYTES)
+        if not line.startswith(b"% "):
+            break
+        if pos > _MAX_HEADER_BYTES:
+            raise ValueError(
+                f"{path}: header does not end within {_MAX_HEADER_BYTES} bytes; not a .dat file?"
+            )
+        text = line[2:].decode("latin-1").rstrip("\r\n")
+        lines.append(text)
+        words = text.split()
+        try:
+            if len(words) >= 2 and words[0] == "Height":
+                height = int(words[1])
+            elif len(words) >= 2 and words[0] == "Width":
+                width = int(words[1])
+        except ValueError as exc:
+            raise ValueError(f"{path}: bad header line at byte offset {pos}: {text!r}") from exc
+    f.seek(pos)
+    if not lines:  # files from before the header existed: Event2D records start at byte 0
+        return DatHeader(0, _EVENT2D, _RAW_DTYPE.itemsize, None, None, ())
+    type_size = f.read(2)
+    if len(type_size) < 2:
+        raise ValueError(f"{path}: truncated at byte offset {pos}: the event type and size bytes are missing")
+    event_type, event_size = type_size[0], type_size[1]
+    if event_type != _EVENT2D or event_size != _RAW_DTYPE.itemsize:
+        raise ValueError(
+            f"{path}: unsupported event type {event_type} / size {event_size} at byte offset {pos}; "
+            f"expected Event2D (type {_EVENT2D}, {_RAW_DTYPE.itemsize} bytes)"
+        )
+    return DatHeader(pos + 2, event_type, event_size, height, width, tuple(lines))
+
+
+class DatFile:
+    """A memory-mapped ``*_td.dat`` file. ``len()`` is the event count; :meth:`window` reads a time slice.
+
+    :raises FileNotFoundError: no such file.
+    :raises ValueError: bad header, or a size that is not a whole number of events (truncated file); the
+        message names the file and the byte offset.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as f:
+            self.header = _parse_header(self.path, f)
+            size = os.fstat(f.fileno()).st_size
+        payload = size - self.header.data_offset
+        n, rest = divmod(payload, self.header.event_size)
+        if rest:
+            offset = self.header.data_offset + n * self.header.event_size
+            raise ValueError(
+                f"{self.path}: truncated: {rest} trailing bytes at byte offset {offset} "
+                f"(events are {self.header.event_size} bytes)"
+            )
+        self._raw = (
+            np.memmap(self.path, dtype=_RAW_DTYPE, mode="r", offset=self.header.data_offset, shape=(n,))
+            if n
+            else np.empty(0, dtype=_RAW_DTYPE)
+        )
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return (
+            f"DatFile({self.path!r}, events={len(self)}, height={self.header.height}, "
+            f"width={self.header.width})"
+        )
+
+    def index_at(self, t_us: int) -> int:
+        """Index of the first event with ``t >= t_us`` (binary search: reads about log2(n) records)."""
+        return bisect.bisect_left(self._raw["t"], t_us)
+
+    @property
+    def last_time(self) -> int:
+        """Timestamp of the last event (0 for an empty file)."""
+        return int(self._raw["t"][-1]) if len(self) else 0
+
+    def window(self, t_start: int | None = None, t_end: int | None = None) -> np.ndarray:
+        """Events with ``t_start <= t < t_end`` (``None``: open end) as an ``EVENT_DTYPE`` array.
+
+        The half-open window is the toolbox's ``PSEELoader.seek_time`` / ``load_delta_t`` convention.
+        :raises ValueError: timestamps out of order or coordinates outside the header's sensor size (the
+            message names the byte offset of the first bad event).
+        """
+        lo = 0 if t_start is None else self.index_at(t_start)
+        hi = len(self) if t_end is None else self.index_at(t_end)
+        return self._decode(lo, max(lo, hi))
+
+    def _decode(self, lo: int, hi: int) -> np.ndarray:
+        raw = np.asarray(self._raw[lo:hi])
+        t = raw["t"].astype(np.int64)
+        bad = np.flatnonzero(t[1:] < t[:-1])
+        if bad.size:
+            self._corrupt(lo + int(bad[0]) + 1, "timestamp goes backwards")
+        out = np.empty(len(raw), dtype=EVENT_DTYPE)
+        out["t"] = t
+        packed = raw["packed"]
+        out["x"] = packed & _X_MASK
+        out["y"] = (packed >> _Y_SHIFT) & _Y_MASK
+        out["p"] = (packed >> _P_SHIFT) & 1
+        for axis, limit in (("x", self.header.width), ("y", self.header.height)):
+            if limit is not None and len(out):
+                outside = np.flatnonzero(out[axis] >= limit)
+                if outside.size:
+                    self._corrupt(
+                        lo + int(outside[0]),
+                        f"{axis} = {out[axis][outside[0]]} outside the sensor ({axis} < {limit})",
+                    )
+        return out
+
+    def _corrupt(self, index: int, what: str) -> None:
+        offset = self.header.data_offset + index * self.header.event_size
+        raise ValueError(f"{self.path}: corrupt event {index} at byte offset {offset}: {what}")
+
+
+def read_dat(path: str | os.PathLike, t_start: int | None = None, t_end: int | None = None) -> np.ndarray:
+    """The events of a Prophesee ``*_td.dat`` file, optionally only ``t_start <= t < t_end`` (microseconds).
+
+    :returns: a structured array with fields ``t`` (int64, us), ``x``, ``y`` (uint16) and ``p`` (uint8,
+        0 = OFF, 1 = ON), sorted by ``t``.
+    """
+    return DatFile(path).window(t_start, t_end)
+
+
+def write_dat(
+    path: str | os.PathLike, events: np.ndarray, height: int = GEN1_HEIGHT, width: int = GEN1_WIDTH
+) -> None:
+    """Write events (fields ``t``, ``x``, ``y``, ``p``) as a Gen1 ``.dat`` file, atomically.
+
+    :raises ValueError: missing fields, unsorted timestamps, or values that do not fit the format.
+    """
+    names = set(events.dtype.names or ())
+    if not {"t", "x", "y", "p"} <= names:
+        raise ValueError(f"events need fields t, x, y, p; got {sorted(names)}")
+    t = np.asarray(events["t"], dtype=np.int64)
+    x, y, p = (np.asarray(events[k], dtype=np.int64) for k in ("x", "y", "p"))
+    if len(t) and (t.min() < 0 or t.max() >= 2**32 or np.any(t[1:] < t[:-1])):
+        raise ValueError("timestamps must be sorted and within [0, 2**32) microseconds")
+    if len(t) and (x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height):
+        raise ValueError(f"coordinates must lie in the {width}x{height} sensor")
+    if max(height, width) > _X_MASK:
+        raise ValueError(f"height and width must be below {_X_MASK + 1} in the .dat format")
+    raw = np.empty(len(t), dtype=_RAW_DTYPE)
+    raw["t"] = t
+    raw["packed"] = x | (y << _Y_SHIFT) | ((p > 0).astype(np.int64) << _P_SHIFT)
+    header = (
+        f"% Data file containing Event2D events.\n% Version 2\n% Height {height}\n% Width {width}\n"
+    ).encode("latin-1") + bytes([_EVENT2D, _RAW_DTYPE.itemsize])
+    _atomic_write(os.fspath(path), header + raw.tobytes())
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# Older label files name the timestamp 'ts' and the score 'confidence' (toolbox README, box_loading.py).
+_BOX_RENAMES = {"ts": "t", "confidence": "class_confidence"}
+_BOX_REQUIRED = ("t", "x", "y", "w", "h", "class_id")
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def read_boxes(path: str | os.PathLike) -> np.ndarray:
+    """The labels of a Gen1 ``*_bbox.npy`` file as a ``BBOX_DTYPE`` array, whatever dtype version it ships.
+
+    Handles ``ts`` vs ``t`` and ``confidence`` vs ``class_confidence``; a file without ``track_id`` gets one
+    distinct id per box (so "last box per track" keeps them all), a file without a confidence gets 1.0.
+
+    :raises ValueError: not a structured array with the box fields, truncated (names the byte offset where
+        records stop) or timestamps out of order.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = _NPY_HEADER_READERS.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_header(f)
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a .npy file ({exc})") from exc
+        data_offset = f.tell()
+        size = os.fstat(f.fileno()).st_size
+    if dtype.names is None:
+        raise ValueError(
+            f"{path}: expected a structured array with fields {_BOX_REQUIRED}, got dtype {dtype}"
+        )
+    count = int(np.prod(shape))
+    if size - data_offset < count * dtype.itemsize:
+        complete = (size - data_offset) // dtype.itemsize
+        raise ValueError(
+            f"{path}: truncated: {count} boxes of {dtype.itemsize} bytes expected from byte offset "
+            f"{data_offset}, records stop at byte offset {data_offset + complete * dtype.itemsize}"
+        )
+    boxes = np.load(path, allow_pickle=False).reshape(-1)
+    names = [_BOX_RENAMES.get(n, n) for n in boxes.dtype.names]
+    missing = [n for n in _BOX_REQUIRED if n not in names]
+    if missing:
+        raise ValueError(f"{path}: box records lack field(s) {missing}; found {list(boxes.dtype.names)}")
+    out = np.zeros(len(boxes), dtype=BBOX_DTYPE)
+    out["track_id"] = np.arange(len(boxes))
+    out["class_confidence"] = 1.0
+    for src, dst in zip(boxes.dtype.names, names, strict=True):
+        if dst in BBOX_DTYPE.names:
+            out[dst] = boxes[src]
+    bad = np.flatnonzero(out["t"][1:] < out["t"][:-1])
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise ValueError(
+            f"{path}: corrupt box {i} at byte offset {data_offset + i * dtype.itemsize}: "
+            "timestamps go backwards (labels must be sorted by time)"
+        )
+    return out
+
+
+def authors_gen1_targets(
+    boxes: np.ndarray, style: str = "spikeyolo", width: int = GEN1_WIDTH, height: int = GEN1_HEIGHT
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of one timestamp as SpikeYOLO / EMS-YOLO make them (``create_targets``), as xyxy pixels.
+
+    Both keep the last box of every ``track_id``, clamp x and w to ``[0, width]`` and y and h to
+    ``[0, height]`` *independently* (so a box is shifted rather than clipped), take centres, and drop boxes
+    with zero width or height. SpikeYOLO clamps the centres and sizes once more; EMS-YOLO does not.
+
+    :param boxes: ``BBOX_DTYPE`` records of one timestamp (as :func:`read_boxes` returns).
+    :param style: ``"spikeyolo"`` or ``"emsyolo"``.
+    :returns: ``(labels int64 [N], boxes float32 [N, 4] xyxy in sensor pixels)``, ordered as the authors' code
+        orders them (by decreasing track id).
+    """
+    if style not in ("spikeyolo", "emsyolo"):
+        raise ValueError(f"style must be 'spikeyolo' or 'emsyolo', got {style!r}")
+    # np.unique on the reversed ids finds each track's last row; the authors flip the result, so do we.
+    _, first_rev = np.unique(boxes["track_id"][::-1], return_index=True)
+    keep = (len(boxes) - 1 - first_rev)[::-1]
+    picked = boxes[keep]
+    xywh = np.stack([picked[k].astype(np.float32) for k in ("x", "y", "w", "h")], axis=1).reshape(-1, 4)
+    limits = np.array([width, height, width, height], dtype=np.float32)
+    xywh = np.clip(xywh, 0, limits)
+    centres = xywh[:, :2] + xywh[:, 2:] / 2
+    cxcywh = np.concatenate([centres, xywh[:, 2:]], axis=1)
+    if style == "spikeyolo":
+        cxcywh = np.clip(cxcywh, 0, limits)
+    valid = (cxcywh[:, 2] != 0) & (cxcywh[:, 3] != 0)
+    cxcywh = cxcywh[valid]
+    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+    return picked["class_id"][valid].astype(np.int64), xyxy.astype(np.float32)

@@ -1,0 +1,329 @@
+"""The leaderboard: result rows -> ``LEADERBOARD.md``, a static HTML page and a mAP-against-energy plot.
+
+Rendered from the rows, never typed by hand: measured rows from ``benchmarks/results/*.csv`` and
+paper-reported rows from the model cards (plus any ``source=paper`` rows in the CSVs). There is one table per
+dataset and protocol, because numbers under different protocols are not comparable. Paper-reported and
+measured numbers sit side by side in separate, labelled columns and are never merged into one column.
+matplotlib is imported only to draw the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .results import RESULTS_DIR, paper_rows, read_rows
+
+__all__ = ["Leaderboard", "add_command", "build", "load_rows", "pareto_front"]
+
+_NOTE = (
+    "Paper columns are copied from the cited publications (confidence: V verified in the paper, S "
+    "secondary source, M recalled, to be checked); measured columns were produced by `snn-det-zoo bench` "
+    "with this code. "
+    "AP is COCO mAP@[.5:.95] and AP50 mAP@.5, in percent. Energy is compute energy per sample from synaptic "
+    "operations (memory access not modelled), with the constants given per row. Speed on a GPU is not "
+    "neuromorphic latency."
+)
+
+
+def load_rows(
+    results_dir: str | os.PathLike[str] = RESULTS_DIR, include_cards: bool = True
+) -> list[dict[str, str]]:
+    """Every result row: ``results-*.csv`` under ``results_dir`` and, optionally, the cards' paper rows."""
+    root = Path(results_dir)
+    rows = []
+    if root.is_dir():
+        for path in sorted(root.glob("*.csv")):
+            rows.extend(read_rows(path))
+    elif root.exists():
+        raise ValueError(f"{root} is not a directory of results CSVs")
+    if include_cards:
+        seen = {_paper_key(r) for r in rows if r["source"] == "paper"}
+        rows.extend(r for r in paper_rows() if _paper_key(r) not in seen)
+    return rows
+
+
+def _paper_key(row: dict[str, str]) -> tuple[str, ...]:
+    return (row["model"], row["dataset"], row["protocol"], row["T"], row["D"], row["citation"])
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points that no other point beats (no lower cost with a score at least as high).
+
+    ``points`` are ``(cost, score)``; the result is sorted by cost.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+@dataclass
+class _Entry:
+    """One model and setting of a table, with its latest paper and measured rows."""
+
+    model: str
+    tag: str
+    T: str
+    D: str
+    paper: dict[str, str] | None = None
+    measured: dict[str, str] | None = None
+
+
+# (header, column, which source): the side-by-side pairs, then measured-only facts.
+_PAIRED = (("AP", "AP"), ("AP50", "AP50"), ("Energy (mJ)", "energy_mj"), ("Params (M)", "params_m"))
+_MEASURED_ONLY = (("Firing rate", "firing_rate"), ("GSOPs", "gsops"), ("Images/s", "images_per_s"))
+
+
+@dataclass
+class _Table:
+    dataset: str
+    protocol: str
+    entries: dict[tuple[str, str, str, str], _Entry] = field(default_factory=dict)
+
+    def add(self, row: dict[str, str]) -> None:
+        key = (row["model"], row["tag"], row["T"], row["D"])
+        entry = self.entries.setdefault(key, _Entry(*key))
+        slot = "paper" if row["source"] == "paper" else "measured"
+        current = getattr(entry, slot)
+        if current is None or row["date"] >= current["date"]:  # the latest run of a setting wins
+            setattr(entry, slot, row)
+
+    def header(self) -> list[str]:
+        cells = ["Model", "Tag", "T", "D"]
+        for title, _ in _PAIRED:
+            cells += [f"{title} paper", f"{title} measured"]
+        cells += [f"{title} measured" for title, _ in _MEASURED_ONLY]
+        return [*cells, "Paper source", "Measured on"]
+
+    def body(self) -> list[list[str]]:
+        lines = []
+        for entry in sorted(self.entries.values(), key=_rank_key):
+            cells = [entry.model, entry.tag, entry.T, entry.D]
+            for _, column in _PAIRED:
+                cells += [_cell(entry.paper, column), _cell(entry.measured, column)]
+            cells += [_cell(entry.measured, column) for _, column in _MEASURED_ONLY]
+            paper = entry.paper
+            cells.append(f"{paper['citation']} [{paper['confidence']}]" if paper else "")
+            measured = entry.measured
+            cells.append(
+                ", ".join(filter(None, [measured["device"], measured["precision"], measured["date"][:10]]))
+                if measured
+                else ""
+            )
+            lines.append(cells)
+        return lines
+
+
+def _cell(row: dict[str, str] | None, column: str) -> str:
+    if row is None:
+        return ""
+    value = _number(row[column])
+    return "" if value is None else f"{value:.4g}" if column in ("firing_rate", "gsops") else f"{value:.1f}"
+
+
+def _rank_key(entry: _Entry) -> tuple[float, str]:
+    """Best measured AP first, then best paper AP, then by name."""
+    for row in (entry.measured, entry.paper):
+        value = _number(row["AP"]) if row else None
+        if value is not None:
+            return (-value, entry.model)
+    return (math.inf, entry.model)
+
+
+@dataclass
+class Leaderboard:
+    """Rows grouped into one table per (dataset, protocol)."""
+
+    tables: list[_Table]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[dict[str, str]]) -> Leaderboard:
+        tables: dict[tuple[str, str], _Table] = {}
+        for row in rows:
+            key = (row["dataset"], row["protocol"])
+            tables.setdefault(key, _Table(*key)).add(row)
+        return cls([tables[key] for key in sorted(tables)])
+
+    def markdown(self, plot_name: str | None = None) -> str:
+        lines = [
+            "# Leaderboard",
+            "",
+            "Generated by `snn-det-zoo leaderboard` from `benchmarks/results/*.csv` and "
+            "the model cards; do not edit by hand.",
+            "",
+            _NOTE,
+            "",
+        ]
+        if plot_name:
+            lines += [f"![AP against energy, Pareto fronts marked]({plot_name})", ""]
+        if not self.tables:
+            lines.append("No result rows yet.")
+        for table in self.tables:
+            lines += [f"## {table.dataset}, protocol `{table.protocol}`", ""]
+            header = table.header()
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "|".join("---" for _ in header) + "|")
+            for cells in table.body():
+                lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            lines.append("")
+        return "\n".join(lines)
+
+    def html(self, plot_name: str | None = None) -> str:
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8"><title>snn-det-zoo leaderboard'
+            "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+            "margin-bottom:2em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
+            "td:first-child,th:first-child{text-align:left}</style></head><body>",
+            "<h1>snn-det-zoo leaderboard</h1>",
+            f"<p>{html.escape(_NOTE)}</p>",
+        ]
+        if plot_name:
+            parts.append(
+                f'<img src="{html.escape(plot_name)}" alt="AP against energy, Pareto fronts marked">'
+            )
+        if not self.tables:
+            parts.append("<p>No result rows yet.</p>")
+        for table in self.tables:
+            parts.append(
+                f"<h2>{html.escape(table.dataset)}, protocol <code>{html.escape(table.protocol)}</code></h2>"
+            )
+            parts.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{html.escape(h)}</th>" for h in table.header())
+                + "</tr></thead><tbody>"
+            )
+            for cells in table.body():
+                parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            parts.append("</tbody></table>")
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def plot_points(self) -> dict[tuple[str, str], dict[str, list[tuple[float, float, str]]]]:
+        """Per table and source, the ``(energy_mj, AP, label)`` of the entries that have both."""
+        points: dict[tuple[str, str], dict[str, list[tuple[float, float, str]]]] = {}
+        for table in self.tables:
+            for entry in table.entries.values():
+                for source, row in (("paper", entry.paper), ("measured", entry.measured)):
+                    energy, ap = (_number(row["energy_mj"]), _number(row["AP"])) if row else (None, None)
+                    if energy is not None and ap is not None and energy > 0:
+                        label = entry.model + (f".{entry.tag}" if entry.tag else "")
+                        points.setdefault((table.dataset, table.protocol), {}).setdefault(source, []).append(
+                            (energy, ap, label)
+                        )
+        return points
+
+    def plot(self, path: Path) -> bool:
+        """Draw AP against energy (log scale), one panel per table, fronts per source; False if no points."""
+        points = self.plot_points()
+        if not points:
+            return False
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(
+                "the leaderboard plot needs matplotlib: pip install matplotlib (or pass --no-plot)"
+            ) from exc
+        fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.5), squeeze=False)
+        styles = {"paper": ("s", "tab:orange", "--"), "measured": ("o", "tab:blue", "-")}
+        for ax, ((dataset, protocol), by_source) in zip(axes[0], sorted(points.items()), strict=True):
+            for source, pts in sorted(by_source.items()):
+                marker, color, line = styles[source]
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, label=source)
+                for energy, ap, label in pts:
+                    ax.annotate(label, (energy, ap), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                front = [pts[i] for i in pareto_front([(p[0], p[1]) for p in pts])]
+                ax.step(
+                    [p[0] for p in front],
+                    [p[1] for p in front],
+                    where="post",
+                    linestyle=line,
+                    color=color,
+                    label=f"{source} Pareto front",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("energy per sample (mJ)")
+            ax.set_ylabel("AP (mAP@[.5:.95], %)")
+            ax.set_title(f"{dataset}, protocol {protocol}")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
+        plt.close(fig)
+        return True
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build(
+    results_dir: str | os.PathLike[str] = RESULTS_DIR,
+    out_dir: str | os.PathLike[str] = "benchmarks",
+    include_cards: bool = True,
+    plot: bool = True,
+) -> list[Path]:
+    """Write ``LEADERBOARD.md``, ``leaderboard.html`` and (when there are points) ``leaderboard.png``."""
+    board = Leaderboard.from_rows(load_rows(results_dir, include_cards))
+    out = Path(out_dir)
+    written = []
+    plot_name = None
+    if plot and board.plot(out / "leaderboard.png"):
+        plot_name = "leaderboard.png"
+        written.append(out / "leaderboard.png")
+    for name, text in (
+        ("LEADERBOARD.md", board.markdown(plot_name)),
+        ("leaderboard.html", board.html(plot_name)),
+    ):
+        _atomic_write(out / name, lambda fh, text=text: fh.write(text + "\n"))
+        written.append(out / name)
+    return written
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    for path in build(args.results, args.out, include_cards=not args.no_cards, plot=not args.no_plot):
+        print(path)
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``snn-det-zoo leaderboard``."""
+    p = sub.add_parser(
+        "leaderboard", help="render LEADERBOARD.md, an HTML page and a plot from the result rows"
+    )
+    p.add_argument(
+        "--results", default=str(RESULTS_DIR), help="directory of results-*.csv (default: %(default)s)"
+    )
+    p.add_argument("--out", default="benchmarks", help="where to write the files (default: %(default)s)")
+    p.add_argument("--no-cards", action="store_true", help="leave out the model cards' paper-reported rows")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot (no matplotlib needed)")
+    p.set_defaults(func=_cmd_leaderboard)

@@ -1,0 +1,184 @@
+"""Result rows: one run (model x weights x dataset x protocol) as one CSV row, measured or paper-reported.
+
+Shaped after timm's ``results/*.csv``: one row per model and settings, the conditions as columns, files named
+by what they hold (``results-<dataset>-<protocol>.csv``). Rows are appended atomically (the file is rewritten
+to a temporary file and renamed), and a file written with other columns is refused rather than mangled.
+
+Units: accuracy columns are COCO statistics in **percent** (pycocotools' 0-1 values x 100, as papers print
+them; ``AP`` is mAP@[.5:.95], ``AP50`` is mAP@.5); ``params_m`` in millions; ``gmacs`` the dense
+multiply-accumulates per sample in G (what SNN papers call "FLOPs"); ``gsops`` the synaptic (AC) operations
+per sample in G; ``energy_mj`` per sample with the constants named in ``energy_constants``; ``latency_ms`` per
+batch of ``batch`` samples.
+
+``source`` is ``measured`` (this code produced the numbers) or ``paper`` (copied from ``citation``, with the
+model card's ``confidence``: V verified in the paper, S secondary source, M recalled, to be checked).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .eval.constants import COCO_STAT_KEYS
+
+__all__ = [
+    "COLUMNS",
+    "RESULTS_DIR",
+    "append_rows",
+    "make_row",
+    "paper_rows",
+    "read_rows",
+    "results_path",
+]
+
+RESULTS_DIR = Path("benchmarks") / "results"
+
+_IDENTITY = ("model", "tag", "family", "weights_sha256")
+_SETUP = ("dataset", "split", "protocol", "T", "D", "input_size", "samples")
+_ACCURACY = COCO_STAT_KEYS
+_COST = ("params_m", "gmacs", "gsops", "energy_mj", "energy_constants", "firing_rate")
+_SPEED = ("images_per_s", "latency_ms", "batch", "precision", "device", "torch")
+_PROVENANCE = ("zoo_version", "date", "source", "citation", "confidence", "notes")
+COLUMNS: tuple[str, ...] = _IDENTITY + _SETUP + _ACCURACY + _COST + _SPEED + _PROVENANCE
+
+_INT_COLUMNS = frozenset({"T", "D", "samples", "batch"})
+_FLOAT_COLUMNS = frozenset(_ACCURACY) | {"params_m", "gmacs", "gsops", "energy_mj", "firing_rate",
+                                          "images_per_s", "latency_ms"}
+_REQUIRED = ("model", "dataset", "protocol", "source")
+SOURCES = ("paper", "measured")
+
+# Names model cards may use for paper metrics -> our columns (lower-cased; '@', ':', '-', '_', ' ' dropped).
+_ALIASES = {
+    "map": "AP", "map5095": "AP", "ap5095": "AP", "ap": "AP",
+    "map50": "AP50", "ap50": "AP50", "map75": "AP75", "ap75": "AP75",
+    "maps": "APs", "mapm": "APm", "mapl": "APl",
+    "energy": "energy_mj", "energymj": "energy_mj", "params": "params_m", "paramsm": "params_m",
+    "firingrate": "firing_rate", "gsops": "gsops", "gmacs": "gmacs", "gflops": "gmacs",
+}
+
+
+def _normalise_key(key: str) -> str:
+    return "".join(ch for ch in key.lower() if ch not in "@:- _.")
+
+
+def _canonical_metric(key: str) -> str | None:
+    if key in COLUMNS:
+        return key
+    return _ALIASES.get(_normalise_key(key))
+
+
+def _format(column: str, value: Any) -> str:
+    """A cell as text; numbers are checked so a typo in a caller cannot land in the CSV."""
+    if value is None or value == "":
+        return ""
+    if column in _INT_COLUMNS:
+        text = str(value)
+        if isinstance(value, bool) or not isinstance(value, int | str) or not text.lstrip("-").isdigit():
+            raise ValueError(f"result column {column!r} needs an integer, got {value!r}")
+        return str(int(value))
+    if column in _FLOAT_COLUMNS:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"result column {column!r} needs a number, got {value!r}") from None
+        if isinstance(value, bool) or math.isinf(number):
+            raise ValueError(f"result column {column!r} needs a finite number, got {value!r}")
+        return "" if math.isnan(number) else f"{number:.6g}"
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"result column {column!r} must be one line, got {text!r}")
+    return text
+
+
+def make_row(**values: Any) -> dict[str, str]:
+    """A checked result row with every column (missing ones empty); ``date`` defaults to now (UTC)."""
+    unknown = sorted(set(values) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown result columns {unknown}; the columns are {list(COLUMNS)}")
+    missing = [c for c in _REQUIRED if not values.get(c)]
+    if missing:
+        raise ValueError(f"a result row needs {missing}")
+    if values["source"] not in SOURCES:
+        raise ValueError(f"result source must be one of {SOURCES}, got {values['source']!r}")
+    if values["source"] == "paper" and not (values.get("citation") and values.get("confidence")):
+        raise ValueError("a paper-reported row needs its citation and confidence (V, S or M)")
+    values.setdefault("date", _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return {column: _format(column, values.get(column)) for column in COLUMNS}
+
+
+def results_path(dataset: str, protocol: str, root: str | os.PathLike[str] = RESULTS_DIR) -> Path:
+    """``<root>/results-<dataset>-<protocol>.csv``."""
+    for name, value in (("dataset", dataset), ("protocol", protocol)):
+        if not value or any(ch in value for ch in "/\\ "):
+            raise ValueError(f"{name} {value!r} cannot name a results file")
+    return Path(root) / f"results-{dataset}-{protocol}.csv"
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of one results CSV; a file with other columns is an error naming both headers."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = tuple(reader.fieldnames or ())
+        if header != COLUMNS:
+            raise ValueError(f"{path}: its header is not this version's result columns; expected "
+                             f"{list(COLUMNS)}, found {list(header)}")
+        return list(reader)
+
+
+def append_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Append rows (from :func:`make_row`) to a results CSV, creating it; atomic (temp file + rename)."""
+    path = Path(path)
+    new = [dict(row) for row in rows]
+    for row in new:
+        if tuple(row) != COLUMNS:
+            raise ValueError("append_rows takes rows built by make_row (all columns, in order)")
+    old = read_rows(path) if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+            writer.writeheader()
+            writer.writerows(old + new)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def paper_rows() -> list[dict[str, str]]:
+    """One ``source=paper`` row per paper-reported metric entry of the model cards."""
+    from ._cards import variant_cards
+
+    rows = []
+    for name, card in sorted(variant_cards().items()):
+        defaults = card.data.get("defaults") or {}
+        for entry in card.data.get("metrics") or []:
+            if entry["source"] != "paper":
+                continue
+            values: dict[str, Any] = {}
+            extra = []
+            for key, number in entry["values"].items():
+                column = _canonical_metric(key)
+                if column is None or column in values:
+                    extra.append(f"{key}={number}")
+                    continue
+                # A raw parameter count (e.g. 23153024) is stored in millions like every other row.
+                values[column] = number / 1e6 if column == "params_m" and number > 1e4 else number
+            notes = "; ".join(filter(None, [entry.get("notes", "").strip().replace("\n", " "),
+                                            "also: " + ", ".join(extra) if extra else ""]))
+            rows.append(make_row(
+                model=name, family=card.family, dataset=entry["dataset"], protocol=entry["protocol"],
+                T=entry.get("T", defaults.get("T")), D=entry.get("D", defaults.get("D")),
+                source="paper", citation=entry["citation"], confidence=entry["confidence"], notes=notes,
+                date="", **values,
+            ))
+    return rows

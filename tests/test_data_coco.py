@@ -1,0 +1,119 @@
+"""The COCO dataset on a tiny annotation file and images written here."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from snn_det_zoo.data.coco import CategoryMap, CocoDetection
+from snn_det_zoo.eval.constants import COCO80_TO_COCO91
+from snn_det_zoo.nn.transform import LetterboxInfo, unletterbox_boxes
+
+COCO80_CATEGORIES = [{"id": i, "name": f"c{i}"} for i in COCO80_TO_COCO91]
+
+
+def write_case(tmp_path, categories=COCO80_CATEGORIES, annotations=None):
+    images_dir = tmp_path / "val2017"
+    images_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a.png": (50, 80), "b.png": (30, 20)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images_dir / name)
+    if annotations is None:
+        annotations = [
+            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600, "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 90, "bbox": [0, 0, 80, 50], "area": 4000, "iscrowd": 1},
+            {"id": 3, "image_id": 7, "category_id": 13, "bbox": [3, 3, 0, 9], "area": 0, "iscrowd": 0},
+        ]
+    data = {
+        "images": [
+            {"id": 9, "file_name": "b.png", "height": 30, "width": 20},
+            {"id": 7, "file_name": "a.png", "height": 50, "width": 80},
+        ],
+        "annotations": annotations,
+        "categories": categories,
+    }
+    ann_file = tmp_path / "instances_val2017.json"
+    ann_file.write_text(json.dumps(data))
+    return images_dir, ann_file
+
+
+def test_letterboxed_samples_keep_original_boxes_and_coco_ids(tmp_path):
+    images_dir, ann_file = write_case(tmp_path)
+    ds = CocoDetection(images_dir, ann_file, img_size=64)
+    assert len(ds) == 2 and ds.image_ids == [7, 9]
+    image, target = ds[0]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    assert target["image_id"] == 7 and target["orig_size"] == (50, 80)
+    # The zero-width box is dropped; the crowd box is kept and flagged.
+    torch.testing.assert_close(
+        target["boxes"], torch.tensor([[10.0, 5.0, 30.0, 35.0], [0.0, 0.0, 80.0, 50.0]])
+    )
+    assert target["category_ids"].tolist() == [1, 90] and target["labels"].tolist() == [0, 79]
+    assert target["iscrowd"].tolist() == [0, 1]
+    info = target["letterbox"]
+    assert isinstance(info, LetterboxInfo) and info.ratio == pytest.approx(0.8) and info.pad == (0, 12)
+    torch.testing.assert_close(target["input_boxes"][0], torch.tensor([8.0, 16.0, 24.0, 40.0]))
+    torch.testing.assert_close(unletterbox_boxes(target["input_boxes"], info), target["boxes"])
+    # The padding is the models' grey.
+    assert torch.allclose(image[:, :12], torch.full_like(image[:, :12], 114 / 255))
+    _, empty = ds[1]
+    assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
+
+
+def test_category_map():
+    m = CategoryMap.from_categories(COCO80_CATEGORIES)
+    assert len(m) == 80 and m.label(90) == 79 and m.category_id(11) == 13
+    custom = CategoryMap.from_categories([{"id": 30}, {"id": 4}, {"id": 17}])
+    assert custom.ids == (4, 17, 30) and custom.label(30) == 2
+    with pytest.raises(ValueError, match="category id 12"):
+        m.label(12)
+    with pytest.raises(ValueError, match="class index 80"):
+        m.category_id(80)
+
+
+def test_transform_is_injectable(tmp_path):
+    images_dir, ann_file = write_case(tmp_path)
+
+    def identity(image):
+        h, w = image.shape[-2:]
+        return image, LetterboxInfo((h, w), (h, w), 1.0, (0, 0), (h, w))
+
+    image, target = CocoDetection(images_dir, ann_file, transform=identity)[0]
+    assert image.shape == (3, 50, 80)
+    pixels = np.array(Image.open(images_dir / "a.png"))
+    torch.testing.assert_close(image, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
+    torch.testing.assert_close(target["input_boxes"], target["boxes"])
+
+
+def test_malformed_annotations_name_the_file(tmp_path):
+    images_dir, ann_file = write_case(tmp_path)
+    ann_file.write_text("{ not json")
+    with pytest.raises(ValueError, match=re.escape("instances_val2017.json: not valid JSON")):
+        CocoDetection(images_dir, ann_file)
+    ann_file.write_text(json.dumps({"images": [], "annotations": {}, "categories": []}))
+    with pytest.raises(
+        ValueError, match=re.escape("instances_val2017.json: expected 'annotations' to be a list")
+    ):
+        CocoDetection(images_dir, ann_file)
+
+
+def test_bad_boxes_categories_and_missing_images(tmp_path):
+    bad_box = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 2, 3]}]
+    images_dir, ann_file = write_case(tmp_path, annotations=bad_box)
+    with pytest.raises(ValueError, match=r"instances_val2017.json: annotations\[0\]\['bbox'\] must be"):
+        CocoDetection(images_dir, ann_file)
+    ann_file.unlink()
+    for p in images_dir.iterdir():
+        p.unlink()
+    images_dir.rmdir()
+    unknown = [{"id": 1, "image_id": 7, "category_id": 12, "bbox": [1, 2, 3, 4]}]
+    images_dir, ann_file = write_case(tmp_path, annotations=unknown)
+    with pytest.raises(ValueError, match=r"category ids \[12\]"):
+        CocoDetection(images_dir, ann_file)
+    ds = CocoDetection(images_dir, ann_file, categories=CategoryMap([12]))
+    (images_dir / "a.png").unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape("a.png")):
+        ds[0]

@@ -1,0 +1,402 @@
+"""Gen1 readers, representations and dataset, on small files written here in the real formats."""
+
+import re
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from snn_det_zoo.data.events import (
+    EMSYOLO_GEN1_GEOMETRY,
+    SPIKEYOLO_GEN1_GEOMETRY,
+    bin_edges,
+    emsyolo_gen1_input,
+    last_event_polarity_frames,
+    polarity_histogram,
+    resize_linear_u8,
+    spikeyolo_gen1_input,
+)
+from snn_det_zoo.data.gen1 import (
+    BBOX_DTYPE,
+    EVENT_DTYPE,
+    DatFile,
+    authors_gen1_targets,
+    read_boxes,
+    read_dat,
+    write_dat,
+)
+from snn_det_zoo.data.gen1_dataset import Gen1Detection
+
+HEADER = (
+    b"% Data file containing Event2D events.\n% Version 2\n% Date 2019-01-01 00:00:00\n"
+    b"% Height 240\n% Width 304\n"
+)
+
+
+def pack(t, x, y, p):
+    """One Event2D record, packed by hand: u32 time, then x | y << 14 | p << 28."""
+    return struct.pack("<II", t, x | (y << 14) | (p << 28))
+
+
+def events(rows):
+    ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for i, (t, x, y, p) in enumerate(rows):
+        ev[i] = (t, x, y, p)
+    return ev
+
+
+def random_events(n, t_max, seed=0):
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, dtype=EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, t_max, n))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, 304, n), rng.integers(0, 240, n), rng.integers(0, 2, n)
+    return ev
+
+
+# ---------------------------------------------------------------- .dat reader
+
+
+def test_read_dat_decodes_hand_packed_records(tmp_path):
+    path = tmp_path / "a_td.dat"
+    rows = [(5, 0, 0, 0), (7, 303, 239, 1), (7, 12, 200, 1), (1_000_000, 150, 3, 0)]
+    path.write_bytes(HEADER + bytes([0, 8]) + b"".join(pack(*r) for r in rows))
+    ev = read_dat(path)
+    assert ev.dtype == EVENT_DTYPE
+    assert ev["t"].tolist() == [5, 7, 7, 1_000_000]
+    assert ev["x"].tolist() == [0, 303, 12, 150]
+    assert ev["y"].tolist() == [0, 239, 200, 3]
+    assert ev["p"].tolist() == [0, 1, 1, 0]
+    dat = DatFile(path)
+    assert (dat.header.height, dat.header.width, dat.header.event_size) == (240, 304, 8)
+    assert dat.header.data_offset == len(HEADER) + 2
+    assert "Date 2019-01-01 00:00:00" in dat.header.lines
+
+
+def test_read_dat_without_header(tmp_path):
+    path = tmp_path / "old_td.dat"
+    path.write_bytes(pack(1, 2, 3, 1) + pack(4, 5, 6, 0))
+    ev = read_dat(path)
+    assert ev["t"].tolist() == [1, 4] and ev["x"].tolist() == [2, 5] and ev["p"].tolist() == [1, 0]
+
+
+def test_time_window_is_half_open_and_exact(tmp_path):
+    ev = random_events(20_000, 3_000_000)
+    # Put duplicates on the window edges, the hard case for a binary search.
+    ev["t"][5000:5010] = 1_000_000
+    ev["t"][9000:9010] = 1_250_000
+    ev = ev[np.argsort(ev["t"], kind="stable")]
+    path = tmp_path / "w_td.dat"
+    write_dat(path, ev)
+    for lo, hi in [(1_000_000, 1_250_000), (0, 1), (2_999_999, 10**9), (None, 400_000), (700_000, None)]:
+        got = read_dat(path, lo, hi)
+        mask = np.ones(len(ev), bool)
+        if lo is not None:
+            mask &= ev["t"] >= lo
+        if hi is not None:
+            mask &= ev["t"] < hi
+        np.testing.assert_array_equal(got, ev[mask])
+    dat = DatFile(path)
+    assert dat.index_at(1_000_000) == np.searchsorted(ev["t"], 1_000_000, "left")
+    assert dat.last_time == int(ev["t"][-1])
+
+
+def test_window_read_decodes_only_the_window(tmp_path):
+    ev = random_events(2000, 1_000_000, seed=4)
+    path = tmp_path / "part_td.dat"
+    write_dat(path, ev)
+    # Corrupt the last event (time goes backwards): only a read that reaches it can notice.
+    data = bytearray(path.read_bytes())
+    data[-8:-4] = struct.pack("<I", 0)
+    path.write_bytes(bytes(data))
+    np.testing.assert_array_equal(read_dat(path, 0, 500_000), ev[ev["t"] < 500_000])
+    with pytest.raises(ValueError, match="timestamp goes backwards"):
+        read_dat(path)
+
+
+def test_truncated_dat_names_file_and_offset(tmp_path):
+    path = tmp_path / "cut_td.dat"
+    path.write_bytes(HEADER + bytes([0, 8]) + pack(1, 1, 1, 1) + pack(2, 2, 2, 0)[:5])
+    with pytest.raises(
+        ValueError, match=rf"cut_td\.dat: truncated: 5 trailing bytes at byte offset {len(HEADER) + 10}"
+    ):
+        read_dat(path)
+
+
+def test_header_without_type_bytes_is_truncated(tmp_path):
+    path = tmp_path / "h_td.dat"
+    path.write_bytes(HEADER)
+    with pytest.raises(ValueError, match=rf"h_td\.dat: truncated at byte offset {len(HEADER)}"):
+        DatFile(path)
+
+
+def test_unsupported_event_type(tmp_path):
+    path = tmp_path / "cd_td.dat"
+    path.write_bytes(HEADER + bytes([12, 8]) + pack(1, 1, 1, 1))
+    with pytest.raises(ValueError, match="unsupported event type 12"):
+        DatFile(path)
+
+
+def test_corrupt_events_name_the_byte_offset(tmp_path):
+    start = len(HEADER) + 2
+    backwards = tmp_path / "b_td.dat"
+    backwards.write_bytes(HEADER + bytes([0, 8]) + pack(10, 1, 1, 1) + pack(20, 1, 1, 1) + pack(15, 1, 1, 1))
+    with pytest.raises(
+        ValueError, match=rf"corrupt event 2 at byte offset {start + 16}: timestamp goes backwards"
+    ):
+        read_dat(backwards)
+    outside = tmp_path / "o_td.dat"
+    outside.write_bytes(HEADER + bytes([0, 8]) + pack(10, 1, 1, 1) + pack(20, 400, 1, 1))
+    with pytest.raises(ValueError, match=rf"corrupt event 1 at byte offset {start + 8}: x = 400"):
+        read_dat(outside)
+
+
+def test_write_dat_round_trip_and_bad_input(tmp_path):
+    ev = random_events(500, 10**6, seed=3)
+    write_dat(tmp_path / "r_td.dat", ev)
+    np.testing.assert_array_equal(read_dat(tmp_path / "r_td.dat"), ev)
+    with pytest.raises(ValueError, match="sorted"):
+        write_dat(tmp_path / "bad_td.dat", ev[::-1])
+    assert not (tmp_path / "bad_td.dat").exists()
+
+
+# ---------------------------------------------------------------- boxes reader
+
+
+def test_read_boxes_all_dtype_versions(tmp_path):
+    old = np.dtype(
+        [
+            ("ts", "<u8"),
+            ("x", "<f4"),
+            ("y", "<f4"),
+            ("w", "<f4"),
+            ("h", "<f4"),
+            ("class_id", "u1"),
+            ("confidence", "<f4"),
+            ("track_id", "<u4"),
+        ]
+    )
+    a = np.zeros(2, old)
+    a[0] = (100, 1.5, 2, 30, 40, 1, 0.5, 7)
+    a[1] = (200, 3, 4, 50, 60, 0, 1.0, 8)
+    np.save(tmp_path / "old_bbox.npy", a)
+    no_track = np.dtype(
+        [("t", "<i8"), ("x", "<f8"), ("y", "<f8"), ("w", "<f8"), ("h", "<f8"), ("class_id", "<i4")]
+    )
+    b = np.zeros(3, no_track)
+    b["t"] = [5, 5, 9]
+    np.save(tmp_path / "nt_bbox.npy", b)
+    c = np.zeros(1, BBOX_DTYPE)
+    c[0] = (42, 1, 2, 3, 4, 1, 9, 0.25)
+    np.save(tmp_path / "new_bbox.npy", c)
+
+    old_read = read_boxes(tmp_path / "old_bbox.npy")
+    assert old_read.dtype == BBOX_DTYPE
+    assert old_read["t"].tolist() == [100, 200] and old_read["x"].tolist() == [1.5, 3.0]
+    assert old_read["class_confidence"].tolist() == [0.5, 1.0] and old_read["track_id"].tolist() == [7, 8]
+    nt = read_boxes(tmp_path / "nt_bbox.npy")
+    assert nt["track_id"].tolist() == [0, 1, 2] and nt["class_confidence"].tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_array_equal(read_boxes(tmp_path / "new_bbox.npy"), c)
+
+
+def test_read_boxes_errors(tmp_path):
+    c = np.zeros(4, BBOX_DTYPE)
+    c["t"] = [1, 2, 3, 4]
+    np.save(tmp_path / "cut_bbox.npy", c)
+    raw = (tmp_path / "cut_bbox.npy").read_bytes()
+    header_end = len(raw) - 4 * BBOX_DTYPE.itemsize
+    (tmp_path / "cut_bbox.npy").write_bytes(raw[:-50])
+    with pytest.raises(
+        ValueError, match=rf"cut_bbox\.npy: truncated.*records stop at byte offset {header_end + 80}"
+    ):
+        read_boxes(tmp_path / "cut_bbox.npy")
+    np.save(tmp_path / "plain_bbox.npy", np.zeros((3, 5)))
+    with pytest.raises(ValueError, match=re.escape("plain_bbox.npy: expected a structured array")):
+        read_boxes(tmp_path / "plain_bbox.npy")
+    c["t"] = [1, 3, 2, 4]
+    np.save(tmp_path / "order_bbox.npy", c)
+    with pytest.raises(ValueError, match=rf"corrupt box 2 at byte offset {header_end + 80}"):
+        read_boxes(tmp_path / "order_bbox.npy")
+    (tmp_path / "junk_bbox.npy").write_bytes(b"not numpy at all")
+    with pytest.raises(ValueError, match=re.escape("junk_bbox.npy: not a .npy file")):
+        read_boxes(tmp_path / "junk_bbox.npy")
+
+
+def test_authors_targets_keep_last_per_track_and_clamp_like_the_authors():
+    boxes = np.zeros(4, BBOX_DTYPE)
+    # track 1 twice (the second wins), a box sticking out on the right, a zero-height box.
+    boxes[0] = (10, 10, 10, 20, 20, 0, 1, 1)
+    boxes[1] = (10, 12, 14, 20, 20, 0, 1, 1)
+    boxes[2] = (10, 300, 100, 20, 10, 1, 2, 1)
+    boxes[3] = (10, 50, 50, 30, 0, 0, 3, 1)
+    labels, xyxy = authors_gen1_targets(boxes, "spikeyolo")
+    assert labels.tolist() == [1, 0]  # decreasing track id, zero-height dropped
+    # SpikeYOLO: cx = 300 + 10 = 310 clamped to 304, so the box is shifted left to [294, 314].
+    np.testing.assert_allclose(xyxy, [[294, 100, 314, 110], [12, 14, 32, 34]])
+    _, xyxy_ems = authors_gen1_targets(boxes, "emsyolo")
+    np.testing.assert_allclose(xyxy_ems[0], [300, 100, 320, 110])
+    with pytest.raises(ValueError, match="style"):
+        authors_gen1_targets(boxes, "yolo")
+
+
+# ---------------------------------------------------------------- representations
+
+
+def test_bin_edges_follow_pseeloader():
+    assert bin_edges(1_000_000, 250_000, 4).tolist() == [750_000, 812_500, 875_000, 937_500, 1_000_000]
+    # A window that would start before the recording restarts at 0 (PSEELoader.seek_time resets).
+    assert bin_edges(100_000, 250_000, 2).tolist() == [0, 125_000, 250_000]
+    with pytest.raises(ValueError, match="T >= 1"):
+        bin_edges(0, 250_000, 0)
+
+
+def test_last_event_polarity_frames_last_write_wins():
+    ev = events(
+        [
+            (0, 1, 2, 1),
+            (10, 1, 2, 0),
+            (30, 5, 6, 1),
+            (49, 5, 6, 1),
+            (50, 7, 7, 1),
+            (55, 5, 6, 0),
+            (100, 0, 0, 1),
+        ]
+    )
+    frames = last_event_polarity_frames(ev, np.array([0, 50, 100]), height=8, width=8)
+    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 8)
+    expected = np.full((2, 8, 8), 127, np.uint8)
+    expected[0, 2, 1] = 0  # ON then OFF: the OFF is last
+    expected[0, 6, 5] = 255
+    expected[1, 7, 7] = 255
+    expected[1, 6, 5] = 0  # t=100 is outside [50, 100)
+    np.testing.assert_array_equal(frames, expected)
+
+
+def test_polarity_histogram_counts():
+    ev = events([(0, 1, 2, 1), (10, 1, 2, 1), (20, 1, 2, 0), (60, 3, 3, 0), (99, 3, 3, 0), (100, 0, 0, 1)])
+    h = polarity_histogram(ev, np.array([0, 50, 100]), height=4, width=4)
+    assert h.shape == (2, 2, 4, 4) and h.dtype == np.float32
+    assert h[0, 1, 2, 1] == 2 and h[0, 0, 2, 1] == 1 and h[1, 0, 3, 3] == 2 and h.sum() == 5
+
+
+# cv2.resize(src, (13, 9), interpolation=cv2.INTER_LINEAR), computed with opencv-python-headless 5.0.
+RESIZE_SRC = [
+    [0, 0, 255, 127, 0, 127, 127, 0],
+    [127, 0, 127, 127, 127, 127, 127, 255],
+    [127, 127, 127, 127, 0, 255, 127, 127],
+    [255, 127, 127, 255, 0, 127, 127, 0],
+    [127, 255, 0, 127, 127, 127, 127, 0],
+    [255, 127, 127, 255, 127, 255, 255, 0],
+]
+RESIZE_CV2 = [
+    [0, 0, 10, 167, 220, 142, 63, 14, 93, 127, 127, 54, 0],
+    [64, 37, 7, 125, 174, 134, 95, 71, 110, 127, 127, 127, 128],
+    [127, 82, 25, 90, 127, 127, 116, 111, 137, 141, 128, 188, 234],
+    [127, 118, 107, 120, 127, 127, 74, 45, 176, 197, 131, 139, 148],
+    [191, 164, 127, 127, 144, 184, 96, 22, 139, 169, 129, 90, 64],
+    [234, 197, 147, 120, 140, 219, 127, 33, 98, 127, 127, 54, 0],
+    [148, 184, 225, 95, 55, 134, 127, 108, 121, 127, 127, 54, 0],
+    [191, 191, 186, 108, 98, 176, 159, 134, 174, 191, 191, 81, 0],
+    [255, 201, 127, 127, 161, 240, 191, 142, 220, 255, 255, 108, 0],
+]
+
+
+def test_resize_matches_opencv_fixed_point():
+    src = np.array(RESIZE_SRC, np.uint8)
+    np.testing.assert_array_equal(resize_linear_u8(src, (9, 13)), np.array(RESIZE_CV2, np.uint8))
+    # Batched input resizes every image the same way.
+    out = resize_linear_u8(np.stack([src, src]), (9, 13))
+    assert out.shape == (2, 9, 13) and (out[0] == out[1]).all()
+    with pytest.raises(TypeError, match="uint8"):
+        resize_linear_u8(src.astype(np.float32), (9, 13))
+
+
+def test_resize_matches_cv2_when_installed():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (240, 304), dtype=np.uint8)
+    for h, w in [(253, 320), (320, 320)]:
+        np.testing.assert_array_equal(
+            resize_linear_u8(img, (h, w)), cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        )
+
+
+def test_spikeyolo_input_layout():
+    t_label = 1_000_000
+    # One ON event in the most recent bin only: after the time reversal it shows in frame 0.
+    ev = events([(t_label - 1000, 100, 120, 1)])
+    x = spikeyolo_gen1_input(ev, t_label, T=4)
+    assert x.shape == (4, 3, 320, 320) and x.dtype == torch.float32
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
+    assert torch.all(x[:, :, :33] == 114 / 255) and torch.all(x[:, :, 33 + 253 :] == 114 / 255)
+    assert x[0].max() > 127 / 255 + 0.1 and torch.all(x[1:, :, 33:286] == 127 / 255)
+    # The event lands where the geometry maps its pixel.
+    cx, cy = SPIKEYOLO_GEN1_GEOMETRY.to_input(np.array([[100.5, 120.5, 100.5, 120.5]]))[0, :2]
+    assert abs(int(x[0, 0].flatten().argmax()) // 320 - cy) <= 1
+    assert abs(int(x[0, 0].flatten().argmax()) % 320 - cx) <= 1
+
+
+def test_emsyolo_input_oldest_first_and_head_quirk():
+    t_label = 1_000_000
+    ev = events([(t_label - 240_000, 10, 10, 0)])  # in the oldest of five 50 ms bins
+    x = emsyolo_gen1_input(ev, t_label)
+    assert x.shape == (5, 3, 320, 320)
+    assert x[0].min() < 127 / 255 - 0.1 and torch.all(x[1:] == 127 / 255)
+    late = events([(t_label - 10_000, 10, 10, 0)])
+    assert torch.all(emsyolo_gen1_input(late, t_label, first_bin_only=True) == 127 / 255)
+    boxes = np.array([[0.0, 0.0, 304.0, 240.0]])
+    np.testing.assert_allclose(EMSYOLO_GEN1_GEOMETRY.to_input(boxes), [[0, 0, 320, 320]])
+    np.testing.assert_allclose(EMSYOLO_GEN1_GEOMETRY.to_sensor(EMSYOLO_GEN1_GEOMETRY.to_input(boxes)), boxes)
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def make_split(root, name="rec", seed=0):
+    split = root / "test"
+    split.mkdir(parents=True, exist_ok=True)
+    write_dat(split / f"{name}_td.dat", random_events(5000, 2_000_000, seed))
+    boxes = np.zeros(5, BBOX_DTYPE)
+    boxes["t"] = [600_000, 600_000, 1_100_000, 1_100_000, 1_600_000]
+    boxes["x"], boxes["y"], boxes["w"], boxes["h"] = 10, 20, 40, 30
+    boxes["class_id"] = [0, 1, 0, 0, 1]
+    boxes["track_id"] = [1, 2, 1, 1, 5]  # track 1 twice at 1.1 s: one box kept
+    np.save(split / f"{name}_bbox.npy", boxes)
+    return boxes
+
+
+@pytest.mark.parametrize(
+    ("rep", "shape"),
+    [("spikeyolo", (4, 3, 320, 320)), ("emsyolo", (5, 3, 320, 320)), ("histogram", (5, 2, 240, 304))],
+)
+def test_gen1_dataset_yields_frames_per_label_timestamp(tmp_path, rep, shape):
+    make_split(tmp_path)
+    ds = Gen1Detection(tmp_path, "test", representation=rep)
+    assert len(ds) == 3
+    frames, target = ds[1]
+    assert tuple(frames.shape) == shape
+    assert target["t"] == 1_100_000 and target["sequence"] == "rec" and target["image_id"] == 2
+    assert target["labels"].tolist() == [0]
+    torch.testing.assert_close(target["boxes"], torch.tensor([[10.0, 20.0, 50.0, 50.0]]))
+    assert len(ds.raw_boxes("rec")) == 5
+
+
+def test_gen1_histogram_sample_matches_direct_computation(tmp_path):
+    make_split(tmp_path)
+    ds = Gen1Detection(tmp_path, "test", representation="histogram", T=2)
+    frames, _ = ds[0]
+    ev = read_dat(tmp_path / "test" / "rec_td.dat")
+    expected = polarity_histogram(ev, bin_edges(600_000, 250_000, 2))
+    np.testing.assert_array_equal(frames.numpy(), expected)
+    assert frames.sum() == ((ev["t"] >= 350_000) & (ev["t"] < 600_000)).sum()
+
+
+def test_gen1_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="split folder"):
+        Gen1Detection(tmp_path, "test")
+    make_split(tmp_path)
+    with pytest.raises(ValueError, match="unknown representation"):
+        Gen1Detection(tmp_path, "test", representation="voxel")
+    (tmp_path / "test" / "rec_td.dat").unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape("rec_td.dat")):
+        Gen1Detection(tmp_path, "test")

@@ -1,0 +1,142 @@
+"""The benchmark harness on built-in synthetic data: metrics, energy, rows, the CLI, a 2-process DDP run."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from snn_det_zoo import _cards, registry
+from snn_det_zoo.archs.spikeyolo import SpikeYOLO
+from snn_det_zoo.cli import main
+from snn_det_zoo.data.synthetic import SyntheticShapes
+from snn_det_zoo.harness import evaluate, make_dataset
+from snn_det_zoo.results import read_rows, results_path
+
+
+class _Oracle(nn.Module):
+    """Predicts each image's ground truth (looked up by the image's pixels), through one real conv."""
+
+    T, D = 1, 1
+
+    def __init__(self, dataset: SyntheticShapes) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        self.truth = {dataset[i][0].sum().item(): dataset.target(i) for i in range(len(dataset))}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.conv(images)
+
+    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        self(images)
+        out = []
+        for image in images:
+            target = self.truth[image.sum().item()]
+            out.append({"boxes": target["boxes"], "labels": target["labels"],
+                        "scores": torch.ones(len(target["labels"]))})
+        return out
+
+
+def test_oracle_scores_ap_100_and_its_stem_is_counted_as_macs():
+    data = SyntheticShapes(6, image_size=32, seed=5)
+    out = evaluate(_Oracle(data), data, batch_size=4, progress=False, timing_batches=1)
+    assert out["stats"]["AP"] == pytest.approx(1.0) and out["samples"] == 6
+    (layer,) = out["energy"].layers
+    assert layer.input_kind == "real" and layer.mac_ops == 32 * 32 * 3  # 1x1 conv 3->1 per image
+    assert out["images_per_s"] > 0 and out["latency_ms"] > 0 and out["batch"] == 4
+
+
+def test_limit_evaluates_only_the_first_samples():
+    data = SyntheticShapes(6, image_size=32, seed=5)
+    out = evaluate(_Oracle(data), data, batch_size=4, limit=3, progress=False, timing_batches=1)
+    assert out["samples"] == 3 and out["energy"].samples == 3
+    assert out["stats"]["AP"] == pytest.approx(1.0)  # the ground truth is cut to the same 3 images
+
+
+def test_spikeyolo_fused_counts_the_authors_layers_spike_inputs_everywhere_but_the_stem():
+    torch.manual_seed(0)
+    model = SpikeYOLO("n", num_classes=3, img_size=32)
+    data = make_dataset("synthetic-shapes", num_samples=2, image_size=32)
+    out = evaluate(model, data, batch_size=2, progress=False, timing_batches=1)
+    kinds = {layer.name: layer.input_kind for layer in out["energy"].layers}
+    # 88 spike-input convs (the rows of the authors' power_cal.xlsx), the real-valued stem, and the DFL
+    # integral of the box decoder (a fixed conv on softmax outputs).
+    assert sum(k == "spike" for k in kinds.values()) == 88
+    assert {n for n, k in kinds.items() if k != "spike"} == {"model.1.encode_conv", "model.26.dfl.conv"}
+    assert (out["T"], out["D"]) == (1, 4)
+    assert set(out["stats"]) >= {"AP", "AP50", "ARl"}
+
+
+def test_event_frames_run_with_time_first_batches():
+    torch.manual_seed(0)
+    model = SpikeYOLO("n", num_classes=3, img_size=32, T=2, neuron="gen1")
+    data = make_dataset("synthetic-events", num_samples=3, image_size=32, T=2)
+    out = evaluate(model, data, batch_size=2, progress=False, timing_batches=1, fuse=False)
+    assert out["energy"].samples == 3 and out["T"] == 2
+    stem = out["energy"].layers[0]
+    assert stem.input_kind == "real"  # grey 0.5 frames are not spike counts
+
+
+def test_bad_evaluate_arguments():
+    data = SyntheticShapes(2, image_size=32)
+    with pytest.raises(ValueError, match="precision"):
+        evaluate(_Oracle(data), data, precision="int4")
+    with pytest.raises(ValueError, match="limit"):
+        evaluate(_Oracle(data), data, limit=0)
+    with pytest.raises(TypeError, match="coco_ground_truth"):
+        evaluate(_Oracle(data), [(torch.zeros(3, 8, 8), {})])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown dataset"):
+        make_dataset("coco")
+
+
+def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, monkeypatch, capsys):
+    family = {"title": "t", "paper": {"title": "t", "authors": "a", "venue": "v"},
+              "origin": {"repo": "r", "commit": "c", "license": "MIT"}}
+    card = _cards.VariantCard(name="spikeyolo_n", family="spikeyolo", card_path="x.yaml",
+                              data={"description": "d", "num_params": 1, "defaults": {"T": 1, "D": 4}},
+                              family_data=family)
+    monkeypatch.setattr(registry, "variant_cards", lambda: {"spikeyolo_n": card})
+    args = ["bench", "spikeyolo_n", "--num-samples", "2", "--batch-size", "2", "--image-size", "32",
+            "--results", str(tmp_path), "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    (row,) = read_rows(results_path("synthetic-shapes", "coco", tmp_path))
+    assert (row["model"], row["family"], row["source"], row["T"], row["D"]) == ("spikeyolo_n", "spikeyolo",
+                                                                               "measured", "1", "4")
+    params = sum(p.numel() for p in SpikeYOLO("n", 3).parameters())
+    assert float(row["params_m"]) == pytest.approx(params / 1e6, rel=1e-5)
+    assert float(row["energy_mj"]) > 0 and row["energy_constants"] == "E_AC=0.9pJ E_MAC=4.6pJ (45nm)"
+    assert "fused" in row["notes"] and row["torch"] == torch.__version__
+    assert (tmp_path / "energy" / "spikeyolo_n-synthetic-shapes-coco.csv").exists()
+    assert "AP=" in capsys.readouterr().out
+
+
+def _ddp_worker(rank: int, world: int, port: int, queue) -> None:  # pragma: no cover (runs in a child)
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        data = SyntheticShapes(5, image_size=32, seed=9)
+        out = evaluate(_Oracle(data), data, batch_size=2, progress=False, timing_batches=1)
+        queue.put((rank, out["stats"], out["energy"].samples if out["energy"] else None))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_ranks_gather_on_rank_0():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.start_processes(_ddp_worker, args=(2, port, queue), nprocs=2, start_method="spawn")
+    reports = [queue.get(timeout=60) for _ in range(2)]
+    results = {rank: (stats, samples) for rank, stats, samples in reports}
+    stats, samples = results[0]
+    assert stats["AP"] == pytest.approx(1.0) and samples == 5  # 3 + 2 images from the two shards
+    assert results[1] == (None, None)

@@ -1,0 +1,166 @@
+"""Result rows (schema, atomic CSV append, paper rows from cards) and the generated leaderboard."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from snn_det_zoo import _cards
+from snn_det_zoo.cli import main
+from snn_det_zoo.leaderboard import Leaderboard, build, load_rows, pareto_front
+from snn_det_zoo.results import COLUMNS, append_rows, make_row, paper_rows, read_rows, results_path
+
+
+def _measured(model: str = "spikeyolo_n", **values) -> dict[str, str]:
+    base = dict(model=model, tag="synthetic", dataset="synthetic-shapes", protocol="coco", T=1, D=4,
+                source="measured", AP=12.5, AP50=30.0, energy_mj=0.5, device="cpu", precision="fp32")
+    return make_row(**{**base, **values})
+
+
+def _paper(model: str = "spikeyolo_n", **values) -> dict[str, str]:
+    base = dict(model=model, dataset="synthetic-shapes", protocol="coco", T=1, D=4, source="paper",
+                citation="Doe 2024 Table 1", confidence="V", AP=20.0, energy_mj=1.0, date="")
+    return make_row(**{**base, **values})
+
+
+def test_make_row_fills_every_column_and_formats_numbers():
+    row = _measured(AP=12.3456789, samples=16)
+    assert tuple(row) == COLUMNS
+    assert row["AP"] == "12.3457" and row["samples"] == "16" and row["ARl"] == ""
+    assert row["date"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (dict(model="m", dataset="d", protocol="p", source="measured", top1=3), "unknown result columns"),
+        (dict(model="m", dataset="d", source="measured"), "needs"),
+        (dict(model="m", dataset="d", protocol="p", source="guess"), "source"),
+        (dict(model="m", dataset="d", protocol="p", source="paper"), "citation"),
+        (dict(model="m", dataset="d", protocol="p", source="measured", AP="high"), "needs a number"),
+        (dict(model="m", dataset="d", protocol="p", source="measured", T=1.5), "integer"),
+        (dict(model="m", dataset="d", protocol="p", source="measured", energy_mj=float("inf")), "finite"),
+        (dict(model="m", dataset="d", protocol="p", source="measured", notes="a\nb"), "one line"),
+    ],
+)
+def test_make_row_rejects_bad_rows(values, message):
+    with pytest.raises(ValueError, match=message):
+        make_row(**values)
+
+
+def test_append_rows_accumulates_atomically_and_refuses_a_foreign_header(tmp_path):
+    path = results_path("synthetic-shapes", "coco", root=tmp_path / "results")
+    assert path.name == "results-synthetic-shapes-coco.csv"
+    append_rows(path, [_measured()])
+    append_rows(path, [_measured(model="ems_yolo_res10"), _paper()])
+    rows = read_rows(path)
+    assert [r["model"] for r in rows] == ["spikeyolo_n", "ems_yolo_res10", "spikeyolo_n"]
+    assert not list(path.parent.glob("*.tmp"))
+    foreign = tmp_path / "results" / "results-other-x.csv"
+    foreign.write_text("model,top1\nresnet,80\n")
+    with pytest.raises(ValueError, match="header"):
+        append_rows(foreign, [_measured()])
+    assert foreign.read_text() == "model,top1\nresnet,80\n"
+    with pytest.raises(ValueError, match="make_row"):
+        append_rows(path, [{"model": "x"}])
+    with pytest.raises(ValueError, match="cannot name"):
+        results_path("coco/../x", "p")
+
+
+def _fake_cards(monkeypatch):
+    family = {"title": "Fake", "paper": {"title": "t", "authors": "a", "venue": "v"},
+              "origin": {"repo": "r", "commit": "c", "license": "MIT"}}
+    data = {"description": "d", "num_params": 10, "defaults": {"T": 1, "D": 4}, "metrics": [
+        {"dataset": "coco2017-val", "protocol": "ultralytics", "source": "paper",
+         "citation": "Luo 2024, Table 2", "confidence": "S",
+         "values": {"mAP50": 62.3, "mAP50-95": 45.5, "params": 23_153_024, "fps": 30}},
+        {"dataset": "coco2017-val", "protocol": "coco", "source": "measured", "citation": "ours",
+         "confidence": "V", "values": {"AP": 1.0}},
+    ]}
+    card = _cards.VariantCard(name="fake_s", family="fake", card_path="fake.yaml", data=data,
+                              family_data=family)
+    monkeypatch.setattr(_cards, "variant_cards", lambda: {"fake_s": card})
+
+
+def test_paper_rows_come_from_the_cards_paper_metrics_only(monkeypatch):
+    _fake_cards(monkeypatch)
+    (row,) = paper_rows()
+    assert (row["model"], row["family"], row["source"], row["confidence"]) == ("fake_s", "fake", "paper", "S")
+    assert (row["AP50"], row["AP"], row["params_m"]) == ("62.3", "45.5", "23.153")
+    assert (row["T"], row["D"]) == ("1", "4")
+    assert "fps=30" in row["notes"]
+
+
+def test_pareto_front_by_hand():
+    points = [(1.0, 10.0), (2.0, 30.0), (3.0, 20.0), (0.5, 5.0), (2.0, 25.0), (4.0, 40.0)]
+    # (3, 20) is beaten by (2, 30); (2, 25) by (2, 30).
+    assert pareto_front(points) == [3, 0, 1, 5]
+    assert pareto_front([]) == []
+
+
+def test_tables_split_by_dataset_and_protocol_with_paper_and_measured_side_by_side():
+    rows = [_paper(), _measured(), _measured(protocol="frames"),
+            _measured(model="ems_yolo_res10", AP=40.0, date="2026-01-01T00:00:00Z"),
+            _measured(model="ems_yolo_res10", AP=41.0, date="2026-02-01T00:00:00Z")]
+    board = Leaderboard.from_rows(rows)
+    assert [(t.dataset, t.protocol) for t in board.tables] == [("synthetic-shapes", "coco"),
+                                                               ("synthetic-shapes", "frames")]
+    header = board.tables[0].header()
+    assert header.index("AP measured") == header.index("AP paper") + 1
+    body = board.tables[0].body()
+    # Paper and measured rows of one model and setting share a line only when tag, T and D agree; the
+    # paper row has no tag here, so spikeyolo_n appears on two lines, each filling only its own columns.
+    by_model = {(cells[0], cells[1]): dict(zip(header, cells, strict=True)) for cells in body}
+    assert by_model[("ems_yolo_res10", "synthetic")]["AP measured"] == "41.0"  # the latest run wins
+    assert by_model[("spikeyolo_n", "")]["AP paper"] == "20.0"
+    assert by_model[("spikeyolo_n", "")]["AP measured"] == ""
+    assert by_model[("spikeyolo_n", "synthetic")]["AP paper"] == ""
+    markdown = board.markdown()
+    assert "## synthetic-shapes, protocol `coco`" in markdown
+    assert markdown.count("| ems_yolo_res10 |") == 1
+
+
+def test_same_setting_lines_up_paper_and_measured_on_one_line():
+    board = Leaderboard.from_rows([_paper(tag="synthetic"), _measured()])
+    (cells,) = board.tables[0].body()
+    line = dict(zip(board.tables[0].header(), cells, strict=True))
+    assert (line["AP paper"], line["AP measured"]) == ("20.0", "12.5")
+    assert line["Paper source"] == "Doe 2024 Table 1 [V]"
+
+
+def test_build_writes_markdown_html_and_png(tmp_path, monkeypatch):
+    _fake_cards(monkeypatch)
+    results = tmp_path / "results"
+    append_rows(results_path("synthetic-shapes", "coco", results),
+                [_measured(), _measured(model="ems_yolo_res10", AP=20.0, energy_mj=2.0,
+                                        notes="<script>alert(1)</script>")])
+    written = build(results, tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["LEADERBOARD.md", "leaderboard.html", "leaderboard.png"]
+    assert (tmp_path / "out" / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (tmp_path / "out" / "LEADERBOARD.md").read_text()
+    assert "## coco2017-val, protocol `ultralytics`" in markdown  # from the fake card
+    assert "Luo 2024, Table 2 [S]" in markdown
+    page = (tmp_path / "out" / "leaderboard.html").read_text()
+    assert "<table>" in page and "leaderboard.png" in page
+    assert len(load_rows(results, include_cards=False)) == 2
+
+
+def test_cli_leaderboard_without_rows_or_plot(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_cards, "variant_cards", dict)
+    assert main(["leaderboard", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                 "--no-plot"]) == 0
+    assert "No result rows yet." in (tmp_path / "o" / "LEADERBOARD.md").read_text()
+    assert not (tmp_path / "o" / "leaderboard.png").exists()
+    assert "LEADERBOARD.md" in capsys.readouterr().out
+    bad = tmp_path / "file.csv"
+    bad.write_text("x")
+    assert main(["leaderboard", "--results", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_results_csv_is_plain_csv(tmp_path):
+    path = append_rows(tmp_path / "r.csv", [_measured(notes='comma, "quote"')])
+    with path.open(newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["notes"] == 'comma, "quote"'

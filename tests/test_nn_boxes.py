@@ -1,0 +1,172 @@
+"""Shared detection helpers: box formats, class-aware NMS, letterbox and its inverse, DFL decoding."""
+
+import pytest
+import torch
+
+from snn_det_zoo.nn import (
+    LETTERBOX_FILL,
+    LetterboxTransform,
+    clip_boxes,
+    decode_dfl_levels,
+    dist2bbox,
+    letterbox,
+    make_anchors,
+    multiclass_nms,
+    unletterbox_boxes,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+
+
+def _random_boxes(n: int, size: float = 100.0, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * size
+    wh = torch.rand(n, 2, generator=g) * size / 3 + 1
+    return torch.cat((xy, xy + wh), 1)
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    lt, rb = torch.maximum(a[:2], b[:2]), torch.minimum(a[2:], b[2:])
+    inter = (rb - lt).clamp(min=0).prod()
+    area = (a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod()
+    return float(inter / (area - inter))
+
+
+def _greedy_nms(boxes, scores, labels, iou_thresh):
+    """An independent, slow reference: greedy per-class suppression in descending score order."""
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    kept: list[int] = []
+    for i in order:
+        if all(labels[j] != labels[i] or _iou(boxes[i], boxes[j]) <= iou_thresh for j in kept):
+            kept.append(i)
+    return kept
+
+
+def test_box_format_round_trip_and_values():
+    xyxy = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    assert torch.equal(xyxy_to_xywh(xyxy), torch.tensor([[20.0, 40.0, 20.0, 40.0]]))
+    boxes = _random_boxes(50)
+    assert torch.allclose(xywh_to_xyxy(xyxy_to_xywh(boxes)), boxes, atol=1e-5)
+    clipped = clip_boxes(torch.tensor([[-5.0, 3.0, 120.0, 90.0]]), (80, 100))
+    assert torch.equal(clipped, torch.tensor([[0.0, 3.0, 100.0, 80.0]]))
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
+        xyxy_to_xywh(torch.zeros(3, 5))
+
+
+def test_nms_suppresses_within_a_class_only():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    scores = torch.tensor([[0.9, 0.0], [0.8, 0.7], [0.0, 0.6]])
+    out = multiclass_nms(boxes, scores, score_thresh=0.1, iou_thresh=0.5)
+    # box 1 loses class 0 to box 0, but its class-1 candidate (multi-label) survives.
+    assert out["labels"].tolist() == [0, 1, 1]
+    assert torch.allclose(out["scores"], torch.tensor([0.9, 0.7, 0.6]))
+    assert torch.equal(out["boxes"], boxes[[0, 1, 2]])
+    single = multiclass_nms(boxes, scores, score_thresh=0.1, iou_thresh=0.5, multi_label=False)
+    assert single["labels"].tolist() == [0, 1]  # box 1's best class is 0 and is suppressed
+    agnostic = multiclass_nms(boxes, scores, score_thresh=0.1, iou_thresh=0.5, class_agnostic=True)
+    assert agnostic["scores"].tolist() == pytest.approx([0.9, 0.6])
+
+
+def test_nms_matches_greedy_reference_on_random_candidates():
+    boxes = _random_boxes(120, seed=1)
+    scores = torch.rand(120, 3, generator=torch.Generator().manual_seed(2))
+    out = multiclass_nms(boxes, scores, score_thresh=0.3, iou_thresh=0.45, max_detections=1000)
+    idx, lab = (scores > 0.3).nonzero(as_tuple=True)
+    kept = _greedy_nms(boxes[idx], scores[idx, lab], lab, 0.45)
+    expected = sorted((float(scores[idx[k], lab[k]]), int(lab[k])) for k in kept)
+    got = sorted(zip(out["scores"].tolist(), out["labels"].tolist(), strict=True))
+    assert got == pytest.approx(expected)
+    assert torch.all(out["scores"][:-1] >= out["scores"][1:])  # sorted by score
+
+
+def test_nms_thresholds_and_caps():
+    boxes = _random_boxes(40, size=1000, seed=3)  # far apart: little suppression
+    scores = torch.linspace(0.0, 1.0, 40).unsqueeze(1)
+    out = multiclass_nms(boxes, scores, score_thresh=0.5, iou_thresh=0.7)
+    assert (out["scores"] > 0.5).all()
+    capped = multiclass_nms(boxes, scores, score_thresh=0.0, iou_thresh=1.0, max_detections=5)
+    assert capped["scores"].tolist() == pytest.approx(torch.linspace(0, 1, 40)[-5:].flip(0).tolist())
+    pre = multiclass_nms(boxes, scores, score_thresh=0.0, iou_thresh=1.0, max_candidates=3)
+    assert len(pre["scores"]) == 3
+    empty = multiclass_nms(boxes, scores, score_thresh=2.0)
+    assert empty["boxes"].shape == (0, 4) and empty["labels"].dtype == torch.int64
+    with pytest.raises(ValueError, match="class_scores"):
+        multiclass_nms(boxes, torch.rand(39, 2))
+
+
+def test_letterbox_geometry_matches_ultralytics_rules():
+    image = torch.rand(3, 375, 500)
+    out, info = letterbox(image, 640)
+    # r = min(640/375, 640/500) = 1.28 -> 640 x 480, dh = 160 split 80/80
+    assert out.shape == (3, 640, 640)
+    assert info.resized_size == (480, 640) and info.pad == (0, 80) and info.ratio == pytest.approx(1.28)
+    assert torch.all(out[:, :80] == LETTERBOX_FILL) and torch.all(out[:, -80:] == LETTERBOX_FILL)
+    auto, auto_info = letterbox(image, 640, auto=True)
+    assert auto.shape == (3, 480, 640) and auto_info.pad == (0, 0)
+    odd, odd_info = letterbox(torch.rand(3, 100, 107), 64, auto=True, scaleup=False)
+    # no upscaling; dw = 64-64=0, dh = 64-60=4 -> 2/2
+    assert odd_info.ratio == pytest.approx(64 / 107) and odd.shape[-2:] == (64, 64)
+    small, small_info = letterbox(torch.rand(3, 20, 30), 64, scaleup=False)
+    assert small_info.ratio == 1.0 and small_info.pad == (17, 22) and small.shape[-2:] == (64, 64)
+
+
+def test_unletterbox_inverts_the_mapping():
+    image = torch.rand(3, 300, 200)
+    _, info = letterbox(image, 320)
+    original = torch.tensor([[10.0, 20.0, 150.0, 280.0], [0.0, 0.0, 200.0, 300.0]])
+    left, top = info.pad
+    forward = original * info.ratio + torch.tensor([left, top, left, top])
+    assert torch.allclose(unletterbox_boxes(forward, info), original, atol=1e-4)
+    outside = unletterbox_boxes(torch.tensor([[-50.0, -50.0, 400.0, 400.0]]), info)
+    assert torch.equal(outside, torch.tensor([[0.0, 0.0, 200.0, 300.0]]))
+
+
+def test_transform_batches_images_of_any_size_and_maps_back():
+    transform = LetterboxTransform(img_size=128)
+    images = [torch.rand(3, 60, 90), torch.rand(3, 128, 40)]
+    batch, infos = transform(images)
+    assert batch.shape == (2, 3, 128, 128)
+    dets = [{"boxes": torch.tensor([[0.0, 0.0, 128.0, 128.0]]), "scores": torch.ones(1)} for _ in infos]
+    back = transform.postprocess(dets, infos)
+    assert torch.allclose(back[0]["boxes"], torch.tensor([[0.0, 0.0, 90.0, 60.0]]))
+    assert torch.allclose(back[1]["boxes"], torch.tensor([[0.0, 0.0, 40.0, 128.0]]))
+    auto = LetterboxTransform(img_size=128, auto=True)
+    batch, infos = auto(images)
+    assert batch.shape[-2] % 32 == 0 and batch.shape[-1] % 32 == 0
+    assert "img_size=(128, 128)" in repr(transform)
+
+
+def test_transform_rejects_bad_input():
+    transform = LetterboxTransform(64)
+    with pytest.raises(TypeError, match="float"):
+        transform([torch.zeros(3, 10, 10, dtype=torch.uint8)])
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        transform([torch.zeros(10, 10)])
+    with pytest.raises(ValueError, match="non-empty"):
+        transform([])
+    with pytest.raises(ValueError, match="multiple of stride"):
+        LetterboxTransform(100)
+
+
+def test_make_anchors_and_dist2bbox():
+    anchors, strides = make_anchors([(2, 3), (1, 1)], [8, 16])
+    assert anchors[:3].tolist() == [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5]]
+    assert anchors[-1].tolist() == [0.5, 0.5] and strides.squeeze(1).tolist() == [8] * 6 + [16]
+    box = dist2bbox(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([10.0, 10.0]))
+    assert box.tolist() == [9.0, 8.0, 13.0, 14.0]
+    assert dist2bbox(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([10.0, 10.0]), xywh=True).tolist() == [
+        11.0, 11.0, 4.0, 6.0]
+
+
+def test_decode_dfl_levels_recovers_one_hot_distances():
+    reg_max, nc = 16, 2
+    maps = [torch.full((1, 4 * reg_max + nc, 2, 2), -50.0), torch.full((1, 4 * reg_max + nc, 1, 1), -50.0)]
+    # cell (0, 1) of level 0 (stride 8): distances l,t,r,b = 1, 2, 3, 4 bins
+    for side, dist in enumerate((1, 2, 3, 4)):
+        maps[0][0, side * reg_max + dist, 0, 1] = 50.0
+    maps[0][0, 4 * reg_max + 1, 0, 1] = 10.0
+    boxes, scores = decode_dfl_levels(maps, [8, 16], nc, reg_max)
+    assert boxes.shape == (1, 5, 4) and scores.shape == (1, 5, 2)
+    # anchor centre (1.5, 0.5) * 8 = (12, 4)
+    assert torch.allclose(boxes[0, 1], torch.tensor([12 - 8.0, 4 - 16.0, 12 + 24.0, 4 + 32.0]), atol=1e-3)
+    assert scores[0, 1, 1] > 0.99 and scores[0, 1, 0] < 0.01

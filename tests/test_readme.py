@@ -1,0 +1,30 @@
+"""The README's set-up commands are the ones CI runs, and the commands it names exist."""
+
+import re
+from pathlib import Path
+
+from snn_det_zoo.cli import _build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    blocks = _bash_blocks((ROOT / "README.md").read_text())
+    assert len(blocks) == 2, "the README should show one main-job command and one test command"
+    main_job, tests = blocks
+    assert "pip install" in main_job and "snn-det-zoo" in main_job
+    assert "pip install" in tests and "pytest" in tests
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci_lines == [tests]
+
+
+def test_cli_commands_named_in_the_readme_exist():
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"^snn-det-zoo ([a-z-]+)", text, flags=re.M))
+    subparsers = next(a for a in _build_parser()._actions if a.dest == "command")
+    assert named and named <= set(subparsers.choices)
