@@ -101,15 +101,19 @@ def _scalars(p: ILIFParams) -> tuple[np.float32, np.float32, np.float32]:
 
 
 def ilif_forward_cupy(
-    x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Return ``(spikes, v_last, v_seq or None, packed mask [ceil(T/8), N] uint8)``; ``v0=None`` means zeros."""
+    x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool, save_mask: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Return ``(spikes, v_last, v_seq or None, packed mask [ceil(T/8), N] uint8 or None)``.
+
+    ``v0=None`` starts from zeros; ``save_mask=False`` (inference) writes no mask.
+    """
     steps = x_seq.shape[0]
     n_neurons = x_seq[0].numel()
     if v0 is not None and v0.dtype != torch.float32:
         raise TypeError(f"the CuPy I-LIF kernels keep a float32 state, got a {v0.dtype} state")
     spikes = torch.empty_like(x_seq)
-    mask = torch.empty((math.ceil(steps / 8), *x_seq.shape[1:]), dtype=torch.uint8, device=x_seq.device)
+    mask = torch.empty((math.ceil(steps / 8), *x_seq.shape[1:]), dtype=torch.uint8, device=x_seq.device) \
+        if save_mask else None
     v_last = torch.empty(x_seq.shape[1:], dtype=torch.float32, device=x_seq.device)
     v_seq = torch.empty(x_seq.shape, dtype=torch.float32, device=x_seq.device) if store_v_seq else None
     if n_neurons and steps:

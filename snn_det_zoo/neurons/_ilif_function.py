@@ -33,7 +33,8 @@ class _ILIFMultiStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool,
                 backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        spikes, v_last, v_seq, mask = _forward_impl(backend)(x_seq, v0, p, store_v_seq)
+        save_mask = any(ctx.needs_input_grad[:2])  # False under no_grad or for inputs without grad
+        spikes, v_last, v_seq, mask = _forward_impl(backend)(x_seq, v0, p, store_v_seq, save_mask)
         ctx.save_for_backward(mask)
         ctx.p, ctx.backend, ctx.state_dtype = p, backend, v_last.dtype
         ctx.x_shape, ctx.x_dtype = x_seq.shape, x_seq.dtype

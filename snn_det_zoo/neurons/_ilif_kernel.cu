@@ -7,7 +7,8 @@
 // compile this file as it is).
 //
 // The forward saves one bit per neuron and step: whether 0 <= H/v_th <= D (the straight-through window).
-// Bits are packed 8 steps to a byte, laid out [ceil(T/8), N], which is all the backward needs.
+// Bits are packed 8 steps to a byte, laid out [ceil(T/8), N], which is all the backward needs; a null mask
+// (inference) skips them.
 
 typedef unsigned short u16;
 
@@ -98,7 +99,7 @@ __device__ __forceinline__ void ilif_forward_impl(
             }
             store_pack<S, VEC>(spikes + i, s_out);
             if (v_seq) store_pack<float, VEC>(v_seq + i, v_out);
-            if ((t & 7) == 7 || t == steps - 1) {
+            if (mask && ((t & 7) == 7 || t == steps - 1)) {
                 Pack<unsigned char, VEC> m_out;
 #pragma unroll
                 for (int k = 0; k < VEC; ++k) {

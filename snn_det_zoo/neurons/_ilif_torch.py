@@ -21,13 +21,16 @@ def state_dtype_for(dtype: torch.dtype) -> torch.dtype:
 
 
 def ilif_forward_torch(
-    x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Return ``(spikes [T,...] in x's dtype, v_last, v_seq or None, mask [T,...] bool)``; ``v0=None``: zeros."""
+    x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, store_v_seq: bool, save_mask: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Return ``(spikes [T,...] in x's dtype, v_last, v_seq or None, mask [T,...] bool or None)``.
+
+    ``v0=None`` starts from zeros; ``save_mask=False`` (inference) skips the window the backward needs.
+    """
     steps = x_seq.shape[0]
     state_dtype = state_dtype_for(x_seq.dtype) if v0 is None else v0.dtype
     spikes = torch.empty_like(x_seq)
-    mask = torch.empty(x_seq.shape, dtype=torch.bool, device=x_seq.device)
+    mask = torch.empty(x_seq.shape, dtype=torch.bool, device=x_seq.device) if save_mask else None
     v = torch.empty(x_seq.shape[1:], dtype=state_dtype, device=x_seq.device)
     v_seq = torch.empty((steps, *v.shape), dtype=state_dtype, device=v.device) if store_v_seq else None
     h_buffer = torch.empty_like(v)
@@ -52,7 +55,8 @@ def ilif_forward_torch(
         level = spikes[t] if level_buffer is None else level_buffer
         torch.clamp(u, 0, p.max_level, out=level)
         # clamp(u) == u exactly when 0 <= u <= D (and never for NaN): the straight-through window.
-        torch.eq(level, u, out=mask[t])
+        if mask is not None:
+            torch.eq(level, u, out=mask[t])
         level.round_()
         if level_buffer is not None:
             spikes[t].copy_(level)
