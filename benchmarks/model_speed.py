@@ -19,9 +19,8 @@ import torch
 import snn_det_zoo as zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from neuron_kernels import write_rows  # the sibling script's atomic CSV writer
+from neuron_kernels import default_results_path, write_rows  # the sibling script's CSV helpers
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -70,8 +69,7 @@ def main(argv=None) -> int:
                     row["speedup_vs_torch_neurons"] = round(pair["torch"]["latency_ms"] / row["latency_ms"], 3)
                     rows.append(row)
                     print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    tag = torch.cuda.get_device_name().split()[1].lower()
-    out = args.out or RESULTS / f"model_speed-{tag}-pt{torch.__version__.split('+')[0]}.csv"
+    out = args.out or default_results_path("model_speed", torch.device("cuda", torch.cuda.current_device()))
     write_rows(rows, out)
     print(f"wrote {out}")
     return 0

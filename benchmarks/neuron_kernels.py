@@ -205,6 +205,12 @@ def run(device: torch.device, shapes, dtype_names, warmup: int, repeats: int) ->
     return rows
 
 
+def default_results_path(prefix: str, device: torch.device) -> Path:
+    """``results/<prefix>-<device>-pt<torch>.csv``: the file name states the conditions of the run."""
+    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[1].lower()
+    return RESULTS / f"{prefix}-{tag}-pt{torch.__version__.split('+')[0]}.csv"
+
+
 def write_rows(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, delete=False, suffix=".tmp") as f:
@@ -236,10 +242,8 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(sj_worker(shapes[0], dtypes[0], device, args.warmup, args.repeats)))
         return 0
-    rows = run(device, shapes, dtypes, args.warmup, args.repeats)
-    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[1].lower()
-    out = args.out or RESULTS / f"neuron_kernels-{tag}-pt{torch.__version__.split('+')[0]}.csv"
-    write_rows(rows, out)
+    out = args.out or default_results_path("neuron_kernels", device)
+    write_rows(run(device, shapes, dtypes, args.warmup, args.repeats), out)
     print(f"wrote {out}")
     return 0
 
