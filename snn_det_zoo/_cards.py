@@ -57,6 +57,8 @@ METRIC_SOURCES = ("paper", "measured")
 # [V] verified in the paper or code, [S] secondary source, [M] recalled, to be checked against the PDF.
 CONFIDENCES = ("V", "S", "M")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Accuracy values (map50, map50_95, AP, AR100...) are COCOeval fractions in [0, 1], never percent.
+_ACCURACY_KEY = re.compile(r"^(m?ap|ar)", re.IGNORECASE)
 _SOURCE = re.compile(r"^(https://|hf-hub:|gdrive:|gdrive-folder:|file:)")
 
 
@@ -148,6 +150,9 @@ def _check_metrics(where: str, metrics: list[Any]) -> None:
         for key, number in values.items():
             if not isinstance(number, int | float) or isinstance(number, bool):
                 raise CardError(f"{at}.values.{key}: expected a number, got {number!r}")
+            if _ACCURACY_KEY.match(key) and not 0 <= number <= 1:
+                raise CardError(f"{at}.values.{key}: accuracy is a fraction in [0, 1] (0.662, not 66.2), "
+                                f"got {number!r}")
 
 
 def validate_card(path: str, card: Any) -> None:

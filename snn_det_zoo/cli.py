@@ -79,5 +79,14 @@ def _add_bench_and_leaderboard(sub: argparse._SubParsersAction) -> None:
 _EXTRA_COMMANDS.append(_add_bench_and_leaderboard)
 
 
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    from .reproduce import add_command
+
+    add_command(sub)
+
+
+_EXTRA_COMMANDS.append(_add_reproduce)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,9 +6,16 @@ passes; it then times a few batches without hooks (warm-up first, synchronised o
 latency. Under ``torchrun`` every rank evaluates a strided shard, and predictions and energy sums are gathered
 on rank 0, which computes the metrics and writes the row.
 
-Datasets: the built-in ``synthetic-shapes`` (static, COCO protocol) and ``synthetic-events`` (event frames,
-COCO statistics per labelled timestamp); any dataset object with ``coco_ground_truth()``, ``category_ids`` and
-``(input, target)`` items (targets carrying ``image_id``) can be passed to :func:`evaluate`.
+Datasets (:data:`DATASETS`) and the protocol each is scored under (every result row names it):
+
+- ``synthetic-shapes`` (static) and ``synthetic-events`` (event frames): built in, protocol ``coco``;
+- ``coco``: a COCO ``instances_*.json`` and its image folder (:class:`~snn_det_zoo.data.coco.CocoDetection`),
+  protocol ``coco`` (pycocotools on original-image boxes; not the papers' Ultralytics/YOLOv5-internal AP);
+- ``gen1``: a Prophesee Gen1 split (:class:`~snn_det_zoo.data.gen1_dataset.Gen1Detection`, in the model
+  family's own representation), protocol ``psee`` or ``frames`` (:mod:`snn_det_zoo.eval.gen1`).
+
+:func:`evaluate` also takes any dataset object with ``(input, target)`` items (targets carrying ``image_id``)
+that either has ``score(predictions, targets) -> stats`` or ``coco_ground_truth()`` and ``category_ids``.
 """
 
 from __future__ import annotations
@@ -28,23 +35,123 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .energy import EnergyConstants, EnergyMeter, EnergyReport
 from .results import RESULTS_DIR, append_rows, make_row, results_path
 
-__all__ = ["SYNTHETIC_DATASETS", "evaluate", "make_dataset", "run"]
+__all__ = ["DATASETS", "PROTOCOLS", "SYNTHETIC_DATASETS", "CocoTrack", "Gen1Track", "evaluate", "make_dataset",
+           "run"]
 
 SYNTHETIC_DATASETS = ("synthetic-shapes", "synthetic-events")
+DATASETS = (*SYNTHETIC_DATASETS, "coco", "gen1")
+# The protocols each dataset can be scored under; the first is the default.
+PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "synthetic-shapes": ("coco",), "synthetic-events": ("coco",), "coco": ("coco",), "gen1": ("psee", "frames"),
+}
+# Which Gen1 representation each family's models were trained on (data/gen1_dataset.REPRESENTATIONS).
+_GEN1_REPRESENTATION = {"spikeyolo": "spikeyolo", "ems_yolo": "emsyolo"}
 _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def make_dataset(
     name: str, num_samples: int = 64, image_size: int = 64, T: int = 2, seed: int = 0
 ) -> Dataset:
-    """A built-in data set by name (see :data:`SYNTHETIC_DATASETS`)."""
+    """A built-in data set by name (see :data:`SYNTHETIC_DATASETS`); real sets: :class:`CocoTrack`,
+    :class:`Gen1Track`."""
     from .data.synthetic import SyntheticEvents, SyntheticShapes
 
     if name == "synthetic-shapes":
         return SyntheticShapes(num_samples, image_size=image_size, seed=seed)
     if name == "synthetic-events":
         return SyntheticEvents(num_samples, T=T, image_size=image_size, seed=seed)
-    raise ValueError(f"unknown dataset {name!r}; built-in sets: {', '.join(SYNTHETIC_DATASETS)}")
+    raise ValueError(f"unknown dataset {name!r}; built-in sets: {', '.join(SYNTHETIC_DATASETS)} "
+                     "(coco and gen1 need their files: CocoTrack, Gen1Track)")
+
+
+def _check_protocol(dataset: str, protocol: str) -> str:
+    if dataset not in PROTOCOLS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    if protocol not in PROTOCOLS[dataset]:
+        raise ValueError(f"dataset {dataset!r} is scored under protocol {' or '.join(PROTOCOLS[dataset])}, "
+                         f"got {protocol!r}")
+    return protocol
+
+
+class CocoTrack(Dataset):
+    """COCO val images for the harness: letterboxed inputs, scored by pycocotools on original pixels.
+
+    Items are ``(image [3, S, S], {"image_id", "letterbox"})``; :meth:`score` maps each prediction (in
+    letterboxed pixels, as ``model.predict`` returns them for an input of the model's own size) back to the
+    original image and runs COCOeval against ``ann_file`` on the evaluated images.
+    """
+
+    protocol = "coco"
+
+    def __init__(self, image_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str], img_size: int) -> None:
+        from .data.coco import CocoDetection
+
+        self.data = CocoDetection(image_dir, ann_file, img_size=img_size)
+        stem = Path(ann_file).stem
+        self.split = stem[len("instances_"):] if stem.startswith("instances_") else stem
+        self.name = f"coco-{self.split}"  # e.g. coco-val2017, as the model cards name it
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        image, target = self.data[index]
+        return image, {"image_id": target["image_id"], "letterbox": target["letterbox"]}
+
+    def score(self, predictions: list[dict], targets: list[dict]) -> dict[str, float]:
+        from .eval.coco import coco_metrics, to_coco_results
+        from .nn.transform import unletterbox_boxes
+
+        mapped = [{**p, "boxes": unletterbox_boxes(p["boxes"], t["letterbox"])}
+                  for p, t in zip(predictions, targets, strict=True)]
+        ids = [int(t["image_id"]) for t in targets]
+        results = to_coco_results(mapped, ids, category_ids=self.data.categories.ids)
+        return coco_metrics(self.data.ann_file, results, img_ids=sorted(set(ids)))
+
+
+class Gen1Track(Dataset):
+    """A Prophesee Gen1 split for the harness, in a model family's representation, scored under a protocol.
+
+    Items are ``(frames [T, 3, 320, 320], {"image_id", "t", "sequence"})``; :meth:`score` maps predictions
+    back to sensor pixels and runs :func:`~snn_det_zoo.eval.gen1.gen1_metrics` on the labelled timestamps
+    that were evaluated (``psee``: filtered boxes, +-50 ms matching; ``frames``: the papers' per-slice AP).
+    """
+
+    name = "gen1"
+
+    def __init__(self, root: str | os.PathLike[str], protocol: str, split: str = "test",
+                 representation: str = "spikeyolo", T: int | None = None) -> None:
+        from .data.gen1_dataset import Gen1Detection
+
+        self.protocol = _check_protocol("gen1", protocol)
+        self.split = split
+        self.data = Gen1Detection(root, split, representation=representation, T=T)
+        self.T = self.data.T
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        frames, target = self.data[index]
+        return frames, {k: target[k] for k in ("image_id", "t", "sequence")}
+
+    def score(self, predictions: list[dict], targets: list[dict]) -> dict[str, float]:
+        import numpy as np
+
+        from .eval.gen1 import gen1_metrics, predictions_to_boxes
+
+        by_sequence: dict[str, list[tuple[dict, int]]] = {}
+        for pred, target in zip(predictions, targets, strict=True):
+            by_sequence.setdefault(target["sequence"], []).append((pred, int(target["t"])))
+        gt, dt = [], []
+        for sequence, items in sorted(by_sequence.items()):
+            times = [t for _, t in items]
+            raw = self.data.raw_boxes(sequence)
+            gt.append(raw[np.isin(raw["t"], times)])  # only the timestamps evaluated (``limit``)
+            dt.append(predictions_to_boxes([p for p, _ in items], times, geometry=self.data.geometry))
+        stats = gen1_metrics(gt, dt, protocol=self.protocol)
+        stats.pop("images")
+        return stats
 
 
 def _dist() -> tuple[int, int]:
@@ -129,7 +236,7 @@ def evaluate(
     warmup_batches: int = 1,
     progress: bool = True,
     num_workers: int = 0,
-    fuse: bool = True,
+    fuse: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``dataset``: COCO statistics, energy report and speed.
 
@@ -137,15 +244,12 @@ def evaluate(
     "params", "images_per_s", "latency_ms", "batch", "precision", "device"}``; on ranks other than 0 of a
     distributed run, ``stats`` and ``energy`` are ``None``.
 
-    With ``fuse`` (default), a model that has a ``fuse()`` method (SpikeYOLO) is evaluated as the
-    inference-time network its authors count energy on: re-parameterised blocks and batch norms folded into
-    single convolutions, so every synaptic layer sees spikes except the stem. Unfused, the batch norms
-    *inside* a RepConv feed real values to its inner convolutions, which would be charged as MACs. Outputs
-    agree to float rounding.
+    Energy is counted as the authors count it whether or not the model is fused: a re-parameterisable block
+    (SpikeYOLO's RepConv, SepRepConv) is one convolution on its spike input (``fused_conv_geometry()``).
+    With ``fuse``, a model that has a ``fuse()`` method runs as the folded inference network instead
+    (outputs agree to float rounding, firing rates to the rare count that rounding flips).
     """
     from tqdm import tqdm
-
-    from .eval.coco import coco_metrics, to_coco_results
 
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
@@ -153,10 +257,11 @@ def evaluate(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    if not hasattr(dataset, "coco_ground_truth") or not hasattr(dataset, "category_ids"):
-        raise TypeError(
-            f"{type(dataset).__name__} needs coco_ground_truth() and category_ids to be evaluated"
-        )
+    if not callable(getattr(dataset, "score", None)) and not (
+        hasattr(dataset, "coco_ground_truth") and hasattr(dataset, "category_ids")
+    ):
+        raise TypeError(f"{type(dataset).__name__} needs score(predictions, targets), or coco_ground_truth() "
+                        "and category_ids, to be evaluated")
     device = torch.device(device)
     rank, world = _dist()
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -170,14 +275,15 @@ def evaluate(
         model.fuse()
     T, D = _model_steps(model, dataset)
     meter = EnergyMeter(model, T=T, D=D, constants=constants)
-    predictions, image_ids = [], []
+    predictions: list[dict[str, torch.Tensor]] = []
+    kept_targets: list[dict[str, Any]] = []
     with meter, torch.no_grad(), _autocast(device, precision):
         for images, targets in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
             outputs = model.predict(images.to(device))
             predictions += [{k: v.detach().float().cpu() for k, v in out.items()} for out in outputs]
-            image_ids += [int(t["image_id"]) for t in targets]
+            kept_targets += targets
     meter.sync_distributed()
-    gathered = _gather((predictions, image_ids))
+    gathered = _gather((predictions, kept_targets))
     images_per_s, latency_ms = _time_batches(model, loader, device, precision, timing_batches, warmup_batches)
     result: dict[str, Any] = {
         "stats": None,
@@ -194,12 +300,21 @@ def evaluate(
     }
     if rank == 0:
         all_preds = [p for preds, _ in gathered for p in preds]
-        all_ids = [i for _, ids in gathered for i in ids]
-        gt = dataset.coco_ground_truth()  # type: ignore[attr-defined]
-        results = to_coco_results(all_preds, all_ids, category_ids=dataset.category_ids)  # type: ignore[attr-defined]
-        result["stats"] = coco_metrics(gt, results, img_ids=sorted(set(all_ids)))
+        all_targets = [t for _, targets in gathered for t in targets]
+        result["stats"] = _score(dataset, all_preds, all_targets)
         result["energy"] = meter.report()
     return result
+
+
+def _score(dataset: Dataset, predictions: list[dict], targets: list[dict]) -> dict[str, float]:
+    """COCO statistics (0-1) of the predictions: the dataset's own ``score``, else its COCO ground truth."""
+    if callable(getattr(dataset, "score", None)):
+        return dataset.score(predictions, targets)  # type: ignore[attr-defined]
+    from .eval.coco import coco_metrics, to_coco_results
+
+    ids = [int(t["image_id"]) for t in targets]
+    results = to_coco_results(predictions, ids, category_ids=dataset.category_ids)  # type: ignore[attr-defined]
+    return coco_metrics(dataset.coco_ground_truth(), results, img_ids=sorted(set(ids)))  # type: ignore[attr-defined]
 
 
 def _device_name(device: torch.device) -> str:
@@ -229,16 +344,48 @@ def _init_distributed(device: str) -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def _build_dataset(dataset: str, model: nn.Module, arch: str, protocol: str, split: str | None,
+                   num_samples: int, image_size: int, seed: int, coco_root: str | os.PathLike[str] | None,
+                   coco_ann: str | os.PathLike[str] | None, gen1_root: str | os.PathLike[str] | None,
+                   ) -> tuple[Dataset, str, str, str]:
+    """(data set, its row name, split, input size) for the harness's named datasets."""
+    from .registry import family_of
+
+    if dataset == "coco":
+        if coco_root is None or coco_ann is None:
+            raise ValueError("--dataset coco needs --coco-root DIR (the image folder, e.g. val2017/) and "
+                             "--coco-ann FILE (e.g. annotations/instances_val2017.json)")
+        size = int(max(model.transform.img_size))  # type: ignore[union-attr]
+        data = CocoTrack(coco_root, coco_ann, img_size=size)
+        return data, data.name, split or data.split, str(size)
+    if dataset == "gen1":
+        if gen1_root is None:
+            raise ValueError("--dataset gen1 needs --gen1-root DIR (the folder holding train/, val/, test/)")
+        family = family_of(arch)
+        if family not in _GEN1_REPRESENTATION:
+            raise ValueError(f"no Gen1 representation is known for family {family!r}")
+        data = Gen1Track(gen1_root, protocol, split or "test", _GEN1_REPRESENTATION[family],
+                         T=int(getattr(model, "T", 1)))
+        h, w = data.data.geometry.input_size
+        return data, data.name, data.split, f"{h}x{w}"
+    synthetic = make_dataset(dataset, num_samples=num_samples, image_size=image_size,
+                             T=getattr(model, "T", 2), seed=seed)
+    return synthetic, dataset, split or "val", str(image_size)
+
+
 def run(
     name: str,
     dataset: str = "synthetic-shapes",
     *,
     pretrained: bool = False,
-    protocol: str = "coco",
-    split: str = "val",
+    protocol: str | None = None,
+    split: str | None = None,
     num_samples: int = 64,
     image_size: int = 64,
     seed: int = 0,
+    coco_root: str | os.PathLike[str] | None = None,
+    coco_ann: str | os.PathLike[str] | None = None,
+    gen1_root: str | os.PathLike[str] | None = None,
     results_dir: str | os.PathLike[str] | None = RESULTS_DIR,
     constants: EnergyConstants | None = None,
     model_args: dict[str, Any] | None = None,
@@ -247,12 +394,16 @@ def run(
 ) -> dict[str, str] | None:
     """Build ``name`` (``arch`` or ``arch.tag``), evaluate it and return its result row (rank 0; else None).
 
+    ``dataset`` is one of :data:`DATASETS`; ``protocol`` one of its :data:`PROTOCOLS` (default: the first).
+    ``coco`` needs ``coco_root`` (image folder) and ``coco_ann``; ``gen1`` needs ``gen1_root`` and reads
+    ``split`` (default ``test``) in the model family's representation with the model's T.
     With ``results_dir`` the row is appended to ``results-<dataset>-<protocol>.csv`` there and the per-layer
     energy goes to ``energy/<model>-<dataset>-<protocol>.csv`` beside it.
     """
     from . import __version__
     from .registry import create_model, family_of, split_model_name
 
+    protocol = _check_protocol(dataset, protocol or PROTOCOLS.get(dataset, ("",))[0])
     _init_distributed(str(eval_kwargs.get("device", "cpu")))
     args = dict(model_args or {})
     if dataset in SYNTHETIC_DATASETS:
@@ -260,26 +411,26 @@ def run(
         if not pretrained:
             args.setdefault("num_classes", 3)  # the synthetic sets' three shape classes
     model = create_model(name, pretrained=pretrained, **args)
-    data = make_dataset(
-        dataset, num_samples=num_samples, image_size=image_size, T=getattr(model, "T", 2), seed=seed
+    arch, tag = split_model_name(name)
+    data, data_name, split, input_size = _build_dataset(
+        dataset, model, arch, protocol, split, num_samples, image_size, seed, coco_root, coco_ann, gen1_root
     )
     out = evaluate(model, data, constants=constants, **eval_kwargs)
     if out["stats"] is None:
         return None
     energy: EnergyReport = out["energy"]
     stats = {k: 100 * v for k, v in out["stats"].items() if v >= 0}  # -1: nothing to measure
-    arch, tag = split_model_name(name)
     row = make_row(
         model=arch,
         tag=tag or (getattr(model, "weights_tag", None) if pretrained else "") or "",
         family=family_of(arch),
         weights_sha256=_weights_sha256(name, pretrained),
-        dataset=dataset,
+        dataset=data_name,
         split=split,
         protocol=protocol,
         T=out["T"],
         D=out["D"],
-        input_size=str(image_size),
+        input_size=input_size,
         samples=out["samples"],
         **stats,
         params_m=out["params"] / 1e6,
@@ -301,9 +452,9 @@ def run(
         ),
     )
     if results_dir is not None:
-        append_rows(results_path(dataset, protocol, results_dir), [row])
+        append_rows(results_path(data_name, protocol, results_dir), [row])
         label = name.replace("/", "_")
-        energy.to_csv(Path(results_dir) / "energy" / f"{label}-{dataset}-{protocol}.csv")
+        energy.to_csv(Path(results_dir) / "energy" / f"{label}-{data_name}-{protocol}.csv")
     return row
 
 
@@ -325,6 +476,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.model,
         args.dataset,
         pretrained=args.pretrained,
+        protocol=args.protocol,
+        split=args.split,
+        coco_root=args.coco_root,
+        coco_ann=args.coco_ann,
+        gen1_root=args.gen1_root,
         num_samples=args.num_samples,
         image_size=args.image_size,
         seed=args.seed,
@@ -336,7 +492,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         progress=not args.quiet,
-        fuse=not args.no_fuse,
+        fuse=args.fuse,
     )
     if row is not None:
         keys = (
@@ -363,7 +519,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``snn-det-zoo bench``."""
     p = sub.add_parser("bench", help="evaluate a model: accuracy, energy, speed -> one result row")
     p.add_argument("model", help="arch or arch.tag")
-    p.add_argument("--dataset", default="synthetic-shapes", choices=SYNTHETIC_DATASETS)
+    p.add_argument("--dataset", default="synthetic-shapes", choices=DATASETS)
+    p.add_argument("--protocol", default=None, choices=sorted({p for ps in PROTOCOLS.values() for p in ps}),
+                   help="scoring protocol: coco (synthetic, coco), psee or frames (gen1; default psee)")
+    p.add_argument("--coco-root", default=None, metavar="DIR", help="COCO image folder, e.g. val2017/")
+    p.add_argument("--coco-ann", default=None, metavar="FILE", help="COCO instances_*.json")
+    p.add_argument("--gen1-root", default=None, metavar="DIR", help="Gen1 folder holding train/ val/ test/")
+    p.add_argument("--split", default=None, help="Gen1 split (default test); a label for other datasets")
     p.add_argument("--pretrained", action="store_true")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--num-samples", type=int, default=64, help="size of the synthetic set")
@@ -384,5 +546,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default=str(RESULTS_DIR), help="results directory (default: %(default)s)")
     p.add_argument("--no-save", action="store_true", help="print the row without writing files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--no-fuse", action="store_true", help="evaluate re-parameterisable blocks unfused")
+    p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
+                   help="run SpikeYOLO's re-parameterisable blocks folded (energy is counted alike either way)")
     p.set_defaults(func=_cmd_bench)

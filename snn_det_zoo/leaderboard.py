@@ -24,9 +24,13 @@ from .results import RESULTS_DIR, paper_rows, read_rows
 __all__ = ["Leaderboard", "add_command", "build", "load_rows", "pareto_front"]
 
 _NOTE = (
-    "Paper columns are copied from the cited publications (confidence: V verified in the paper, S "
-    "secondary source, M recalled, to be checked); measured columns were produced by `snn-det-zoo bench` "
-    "with this code. "
+    "How each number was obtained: paper columns are copied from the model cards (models/*.yaml), which "
+    "cite the publication, log or issue each comes from (confidence: V verified in the paper or the "
+    "authors' code, S secondary source, M recalled, to be checked); measured columns were produced by "
+    "`snn-det-zoo bench` with this code on the device and date given. Every table is one dataset under "
+    "one protocol: `ultralytics-internal` and `yolov5-internal` are the authors' training-framework AP, "
+    "`coco` is pycocotools, Gen1 `frames` is the papers' per-slice evaluation and `psee` the corrected "
+    "Prophesee protocol; numbers under different protocols are not comparable. "
     "AP is COCO mAP@[.5:.95] and AP50 mAP@.5, in percent. Energy is compute energy per sample from synaptic "
     "operations (memory access not modelled), with the constants given per row. Speed on a GPU is not "
     "neuromorphic latency."
@@ -40,7 +44,8 @@ def load_rows(
     root = Path(results_dir)
     rows = []
     if root.is_dir():
-        for path in sorted(root.glob("*.csv")):
+        # Only result-row files: the kernel and speed benchmarks keep their own CSVs in the same folder.
+        for path in sorted(root.glob("results-*.csv")):
             rows.extend(read_rows(path))
     elif root.exists():
         raise ValueError(f"{root} is not a directory of results CSVs")
@@ -84,8 +89,20 @@ class _Entry:
     tag: str
     T: str
     D: str
-    paper: dict[str, str] | None = None
+    papers: dict[str, dict[str, str]] = field(default_factory=dict)  # citation -> its latest row
     measured: dict[str, str] | None = None
+
+    @property
+    def paper(self) -> dict[str, str] | None:
+        """The paper values of this setting over all its cited rows (the first citation that gives each)."""
+        if not self.papers:
+            return None
+        merged = dict(next(iter(self.papers.values())))
+        for row in self.papers.values():
+            for column, value in row.items():
+                if value and not merged.get(column):
+                    merged[column] = value
+        return merged
 
 
 # (header, column, which source): the side-by-side pairs, then measured-only facts.
@@ -102,10 +119,12 @@ class _Table:
     def add(self, row: dict[str, str]) -> None:
         key = (row["model"], row["tag"], row["T"], row["D"])
         entry = self.entries.setdefault(key, _Entry(*key))
-        slot = "paper" if row["source"] == "paper" else "measured"
-        current = getattr(entry, slot)
-        if current is None or row["date"] >= current["date"]:  # the latest run of a setting wins
-            setattr(entry, slot, row)
+        if row["source"] == "paper":  # each cited source of a setting keeps its own line
+            current = entry.papers.get(row["citation"])
+            if current is None or row["date"] >= current["date"]:
+                entry.papers[row["citation"]] = row
+        elif entry.measured is None or row["date"] >= entry.measured["date"]:  # the latest run wins
+            entry.measured = row
 
     def header(self) -> list[str]:
         cells = ["Model", "Tag", "T", "D"]
@@ -117,19 +136,20 @@ class _Table:
     def body(self) -> list[list[str]]:
         lines = []
         for entry in sorted(self.entries.values(), key=_rank_key):
-            cells = [entry.model, entry.tag, entry.T, entry.D]
-            for _, column in _PAIRED:
-                cells += [_cell(entry.paper, column), _cell(entry.measured, column)]
-            cells += [_cell(entry.measured, column) for _, column in _MEASURED_ONLY]
-            paper = entry.paper
-            cells.append(f"{paper['citation']} [{paper['confidence']}]" if paper else "")
-            measured = entry.measured
-            cells.append(
-                ", ".join(filter(None, [measured["device"], measured["precision"], measured["date"][:10]]))
-                if measured
-                else ""
-            )
-            lines.append(cells)
+            # One line per cited paper source; the measured values sit on the first line of the setting.
+            for i, paper in enumerate(list(entry.papers.values()) or [None]):
+                measured = entry.measured if i == 0 else None
+                cells = [entry.model, entry.tag, entry.T, entry.D]
+                for _, column in _PAIRED:
+                    cells += [_cell(paper, column), _cell(measured, column)]
+                cells += [_cell(measured, column) for _, column in _MEASURED_ONLY]
+                cells.append(f"{paper['citation']} [{paper['confidence']}]" if paper else "")
+                cells.append(
+                    ", ".join(filter(None, [measured["device"], measured["precision"], measured["date"][:10]]))
+                    if measured
+                    else ""
+                )
+                lines.append(cells)
         return lines
 
 
@@ -174,7 +194,9 @@ class Leaderboard:
             "",
         ]
         if plot_name:
-            lines += [f"![AP against energy, Pareto fronts marked]({plot_name})", ""]
+            lines += [f"![AP against energy, Pareto fronts marked]({plot_name})", "",
+                      "A paper point takes its AP and its energy from the setting's cited rows below, which may be "
+                      "different sources.", ""]
         if not self.tables:
             lines.append("No result rows yet.")
         for table in self.tables:

@@ -171,8 +171,11 @@ def paper_rows() -> list[dict[str, str]]:
                 if column is None or column in values:
                     extra.append(f"{key}={number}")
                     continue
-                # A raw parameter count (e.g. 23153024) is stored in millions like every other row.
-                values[column] = number / 1e6 if column == "params_m" and number > 1e4 else number
+                if column in _ACCURACY:
+                    number = number * 100  # cards hold COCOeval fractions (validated in [0, 1]); rows hold percent
+                elif column == "params_m" and number > 1e4:
+                    number = number / 1e6  # a raw parameter count (23153024) is stored in millions like every row
+                values[column] = number
             notes = "; ".join(filter(None, [entry.get("notes", "").strip().replace("\n", " "),
                                             "also: " + ", ".join(extra) if extra else ""]))
             rows.append(make_row(

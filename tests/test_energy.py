@@ -257,3 +257,34 @@ def test_our_convention_charges_the_stem_at_E_MAC_and_gives_34_60_mJ():
     assert round(ours.energy_mj, 2) == 34.60
     assert ours.mac_ops == stem_macs
     assert math.isclose(ours.synaptic_ops + stem_macs * 4.6, sheet.synaptic_ops, rel_tol=1e-12)
+
+
+def test_spikeyolo_unfused_energy_equals_fused_energy_layer_by_layer():
+    import copy
+
+    from snn_det_zoo.archs.spikeyolo import SpikeYOLO
+
+    torch.manual_seed(0)
+    model = SpikeYOLO("n", num_classes=3, img_size=64).eval()
+    for module in model.modules():  # trained-like BN statistics, so the fused convs have real biases
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.3)
+    images = torch.rand(2, 3, 64, 64)
+
+    def measure(net: nn.Module) -> EnergyReport:
+        meter = EnergyMeter(net, T=1, D=4)
+        with meter, torch.no_grad():
+            net(images)
+        return meter.report()
+
+    unfused, fused = measure(model), measure(copy.deepcopy(model).fuse())
+    assert not any(".body." in layer.name for layer in unfused.layers)  # RepConv insides are not counted
+    assert [(la.name, la.input_kind, la.dense_macs) for la in unfused.layers] == [
+        (lb.name, lb.input_kind, lb.dense_macs) for lb in fused.layers]
+    assert sum(layer.input_kind == "spike" for layer in unfused.layers) == 88
+    assert unfused.synaptic_ops > 0
+    assert unfused.synaptic_ops == pytest.approx(fused.synaptic_ops, rel=1e-6)
+    assert unfused.energy_mj == pytest.approx(fused.energy_mj, rel=1e-6)

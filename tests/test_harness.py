@@ -57,7 +57,7 @@ def test_limit_evaluates_only_the_first_samples():
     assert out["stats"]["AP"] == pytest.approx(1.0)  # the ground truth is cut to the same 3 images
 
 
-def test_spikeyolo_fused_counts_the_authors_layers_spike_inputs_everywhere_but_the_stem():
+def test_spikeyolo_unfused_counts_the_authors_layers_spike_inputs_everywhere_but_the_stem():
     torch.manual_seed(0)
     model = SpikeYOLO("n", num_classes=3, img_size=32)
     data = make_dataset("synthetic-shapes", num_samples=2, image_size=32)
@@ -101,7 +101,7 @@ def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, m
                               family_data=family)
     monkeypatch.setattr(registry, "variant_cards", lambda: {"spikeyolo_n": card})
     args = ["bench", "spikeyolo_n", "--num-samples", "2", "--batch-size", "2", "--image-size", "32",
-            "--results", str(tmp_path), "--quiet", "--device", "cpu"]
+            "--results", str(tmp_path), "--quiet", "--device", "cpu", "--fuse"]
     assert main(args) == 0
     (row,) = read_rows(results_path("synthetic-shapes", "coco", tmp_path))
     assert (row["model"], row["family"], row["source"], row["T"], row["D"]) == ("spikeyolo_n", "spikeyolo",
@@ -140,3 +140,90 @@ def test_ddp_two_ranks_gather_on_rank_0():
     stats, samples = results[0]
     assert stats["AP"] == pytest.approx(1.0) and samples == 5  # 3 + 2 images from the two shards
     assert results[1] == (None, None)
+
+
+# ---------------------------------------------------------------- real-format datasets (tiny files)
+
+def _coco_files(tmp_path):
+    from test_data_coco import write_case  # the COCO data tests' writer of a real-format case
+
+    annotations = [
+        {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600, "iscrowd": 0},
+        {"id": 2, "image_id": 7, "category_id": 90, "bbox": [40, 10, 30, 25], "area": 750, "iscrowd": 0},
+        {"id": 3, "image_id": 9, "category_id": 13, "bbox": [2, 4, 12, 20], "area": 240, "iscrowd": 0},
+    ]
+    return write_case(tmp_path, annotations=annotations)
+
+
+def test_coco_track_scores_ground_truth_in_letterboxed_pixels_at_ap_1(tmp_path):
+    from snn_det_zoo.harness import CocoTrack
+
+    images_dir, ann_file = _coco_files(tmp_path)
+    data = CocoTrack(images_dir, ann_file, img_size=64)
+    assert (data.name, data.split, len(data)) == ("coco-val2017", "val2017", 2)
+    predictions, targets = [], []
+    for i in range(len(data)):
+        image, target = data[i]
+        full = data.data[i][1]
+        assert image.shape == (3, 64, 64)
+        predictions.append({"boxes": full["input_boxes"], "labels": full["labels"],
+                            "scores": torch.ones(len(full["labels"]))})
+        targets.append(target)
+    assert data.score(predictions, targets)["AP"] == pytest.approx(1.0)
+    predictions[0]["boxes"] = predictions[0]["boxes"] + 6  # off by 6 input pixels: no longer perfect
+    assert data.score(predictions, targets)["AP"] < 1.0
+
+
+def test_cli_bench_on_coco_files_names_dataset_split_and_protocol(tmp_path, capsys):
+    images_dir, ann_file = _coco_files(tmp_path)
+    args = ["bench", "spikeyolo_n", "--dataset", "coco", "--coco-root", str(images_dir), "--coco-ann",
+            str(ann_file), "--model-arg", "img_size=64", "--batch-size", "2", "--results", str(tmp_path / "r"),
+            "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    (row,) = read_rows(results_path("coco-val2017", "coco", tmp_path / "r"))
+    assert (row["dataset"], row["split"], row["protocol"], row["samples"], row["input_size"]) == (
+        "coco-val2017", "val2017", "coco", "2", "64")
+    assert float(row["energy_mj"]) > 0 and row["notes"] == ""  # unfused by default
+    assert main(["bench", "spikeyolo_n", "--dataset", "coco", "--quiet"]) == 2  # no files given
+    assert "--coco-root" in capsys.readouterr().err
+
+
+def test_gen1_track_protocols_differ_on_the_same_predictions(tmp_path):
+    from test_data_gen1 import make_split  # the Gen1 data tests' writer of a real-format split
+
+    from snn_det_zoo.harness import Gen1Track
+
+    make_split(tmp_path)
+    scores = {}
+    for protocol in ("frames", "psee"):
+        data = Gen1Track(tmp_path, protocol, representation="spikeyolo", T=2)
+        predictions, targets = [], []
+        for i in range(len(data)):
+            frames, target = data[i]
+            full = data.data[i][1]
+            assert frames.shape == (2, 3, 320, 320) and set(target) == {"image_id", "t", "sequence"}
+            predictions.append({"boxes": data.data.geometry.to_input(full["boxes"]), "labels": full["labels"],
+                                "scores": torch.ones(len(full["labels"]))})
+            targets.append(target)
+        scores[protocol] = data.score(predictions, targets)["AP"]
+    # The authors' targets are the frames protocol's ground truth; psee keeps the duplicate raw box of track 1.
+    assert scores["frames"] == pytest.approx(1.0) and scores["psee"] < 1.0
+    with pytest.raises(ValueError, match="psee or frames"):
+        Gen1Track(tmp_path, "coco")
+
+
+def test_cli_bench_on_gen1_files_under_each_protocol(tmp_path):
+    from test_data_gen1 import make_split
+
+    make_split(tmp_path / "gen1")
+    for protocol in ("frames", "psee"):
+        args = ["bench", "spikeyolo_n", "--dataset", "gen1", "--gen1-root", str(tmp_path / "gen1"),
+                "--protocol", protocol, "--model-arg", "num_classes=2", "--model-arg", "T=2", "--model-arg",
+                "img_size=320", "--model-arg", "neuron=gen1", "--limit", "2", "--batch-size", "2",
+                "--results", str(tmp_path / "r"), "--quiet", "--device", "cpu"]
+        assert main(args) == 0
+        (row,) = read_rows(results_path("gen1", protocol, tmp_path / "r"))
+        assert (row["dataset"], row["split"], row["protocol"], row["T"], row["samples"], row["input_size"]) == (
+            "gen1", "test", protocol, "2", "2", "320x320")
+    assert main(["bench", "spikeyolo_n", "--dataset", "synthetic-shapes", "--protocol", "psee",
+                 "--no-save", "--quiet"]) == 2

@@ -74,7 +74,7 @@ def _fake_cards(monkeypatch):
     data = {"description": "d", "num_params": 10, "defaults": {"T": 1, "D": 4}, "metrics": [
         {"dataset": "coco2017-val", "protocol": "ultralytics", "source": "paper",
          "citation": "Luo 2024, Table 2", "confidence": "S",
-         "values": {"mAP50": 62.3, "mAP50-95": 45.5, "params": 23_153_024, "fps": 30}},
+         "values": {"mAP50": 0.623, "mAP50-95": 0.455, "params": 23_153_024, "fps": 30}},
         {"dataset": "coco2017-val", "protocol": "coco", "source": "measured", "citation": "ours",
          "confidence": "V", "values": {"AP": 1.0}},
     ]}

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from ..energy import ConvGeometry
 from ..neurons import ILIFNode
 from ..nn.boxes import multiclass_nms
 from ..nn.dfl import decode_dfl_levels
@@ -150,6 +151,11 @@ class RepConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def fused_conv_geometry(self) -> ConvGeometry:
+        """Energy hook: counted as the one k x k conv on its spike input that :meth:`as_conv` gives."""
+        dw, pw = self.body[2][0], self.body[2][1]
+        return ConvGeometry(self.body[0].in_channels, pw.out_channels, dw.kernel_size)
+
     @torch.no_grad()
     def as_conv(self) -> SpikeInputConv2d:
         """The equivalent single convolution (eval-mode BN statistics)."""
@@ -179,6 +185,11 @@ class SepRepConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def fused_conv_geometry(self) -> ConvGeometry:
+        """Energy hook: counted as the one k x k conv on its spike input that :meth:`as_conv` gives."""
+        pw, dw = self.body[1][0], self.body[1][1]
+        return ConvGeometry(pw.in_channels, pw.out_channels, dw.kernel_size)
 
     @torch.no_grad()
     def as_conv(self) -> SpikeInputConv2d:

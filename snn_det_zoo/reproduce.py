@@ -1,0 +1,334 @@
+"""Paper tables against this code: ``snn-det-zoo reproduce PAPER``.
+
+For each row of a paper's tables as its model card records it (parameters, T, D, mAP, energy, with the
+card's citation and confidence), put what this project measures beside it, the difference and a verdict:
+
+- parameters are always measured: the model is built with its parameters on the meta device (no memory, no
+  initialisation) and counted;
+- mAP and energy are measured with the benchmark harness (:func:`snn_det_zoo.harness.run`) only when the data
+  set is given (``--coco DIR``, ``--gen1 DIR``) and the variant's weights are in the local cache; otherwise
+  the row says which data, where, and which weights (with the import command) it needs.
+
+Verdicts: ``match`` (within the stated tolerance), ``differs``, ``not measured``. COCO is measured with
+pycocotools (protocol ``coco``); the papers' COCO numbers are Ultralytics/YOLOv5-internal AP, so such rows
+name both protocols in their note. Gen1 rows are measured under the paper's own ``frames`` protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+__all__ = ["PAPERS", "TOLERANCES", "PaperRow", "count_parameters", "paper_table", "to_markdown", "write_csv"]
+
+# Paper name on the command line -> the model-card family that records its tables.
+PAPERS = {"spikeyolo": "spikeyolo", "ems_yolo": "ems_yolo"}
+
+# (kind, amount): "abs" in the quantity's unit, "rel" a fraction of the paper's value. Parameter counts are
+# integers and must be equal; mAP within half a point (papers print one decimal); energy within 10 % (it
+# depends on firing rates over the whole set and on which layers are counted).
+TOLERANCES: dict[str, tuple[str, float]] = {
+    "params": ("abs", 0.0), "params_m": ("abs", 0.05), "AP": ("abs", 0.5), "AP50": ("abs", 0.5),
+    "energy_mj": ("rel", 0.10),
+}
+_UNITS = {"params": "", "params_m": "M", "AP": "%", "AP50": "%", "energy_mj": "mJ"}
+_PAPER_COLUMNS = ("params_m", "AP50", "AP", "energy_mj")  # result-row columns a paper row may fill
+# The card's dataset name -> (CLI option, what it must hold, the harness dataset).
+_DATA = {
+    "coco-val2017": ("--coco DIR", "COCO val2017 (DIR/val2017/ and DIR/annotations/instances_val2017.json)",
+                     "coco"),
+    "gen1": ("--gen1 DIR", "Prophesee Gen1 (DIR/test/ with *_td.dat and *_bbox.npy)", "gen1"),
+}
+
+
+@dataclass
+class PaperRow:
+    """One number of a paper's table beside this project's measurement."""
+
+    model: str
+    quantity: str  # params (exact count), params_m, AP50, AP (percent), energy_mj
+    dataset: str
+    protocol: str
+    T: str
+    D: str
+    paper: float
+    measured: float | None
+    verdict: str  # match, differs, not measured
+    tolerance: str
+    citation: str
+    confidence: str
+    note: str = ""
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.measured is None else self.measured - self.paper
+
+
+def _verdict(quantity: str, paper: float, measured: float | None) -> str:
+    if measured is None:
+        return "not measured"
+    kind, amount = TOLERANCES[quantity]
+    allowed = amount * abs(paper) if kind == "rel" else amount
+    return "match" if abs(measured - paper) <= allowed + 1e-9 * max(1.0, abs(paper)) else "differs"
+
+
+def _describe_tolerance(quantity: str) -> str:
+    kind, amount = TOLERANCES[quantity]
+    if kind == "rel":
+        return f"±{amount:.0%}"
+    if amount == 0:
+        return "exact"
+    return f"±{amount:g} points" if _UNITS[quantity] == "%" else f"±{amount:g} {_UNITS[quantity]}"
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Create every parameter on the meta device (no memory, no initialisation); buffers stay real.
+
+    Only parameters move because some builders compute with their buffers (EMS-YOLO checks its anchors),
+    which a global ``torch.device("meta")`` would refuse.
+    """
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        register(module, name, param)
+
+    nn.Module.register_parameter = register_on_meta  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register  # type: ignore[method-assign]
+
+
+def count_parameters(name: str, **overrides: Any) -> int:
+    """Parameters of the registered model ``name`` (card defaults plus ``overrides``), built on meta."""
+    from .registry import create_model
+
+    with _parameters_on_meta():
+        model = create_model(name, **overrides)
+    return sum(p.numel() for p in model.parameters())
+
+
+Measure = Callable[..., dict[str, str] | None]
+
+
+class _Measurements:
+    """Runs the harness once per (model, dataset, protocol, T, D) and explains what is missing otherwise."""
+
+    def __init__(self, coco: str | os.PathLike[str] | None, gen1: str | os.PathLike[str] | None,
+                 measure: Measure | None, run_kwargs: dict[str, Any]) -> None:
+        self.roots = {"coco-val2017": coco, "gen1": gen1}
+        self.measure = measure
+        self.run_kwargs = run_kwargs
+        self._done: dict[tuple[str, ...], tuple[dict[str, str] | None, str]] = {}
+
+    def get(self, model: str, dataset: str, protocol: str, T: str, D: str) -> tuple[dict[str, str] | None, str]:
+        """(the measured result row or None, a note: how it was measured or what is missing)."""
+        key = (model, dataset, protocol, T, D)
+        if key not in self._done:
+            self._done[key] = self._measure(*key)
+        return self._done[key]
+
+    def _measure(self, model: str, dataset: str, protocol: str, T: str, D: str) -> tuple[dict[str, str] | None, str]:
+        from .hub import read_cached_card
+        from .registry import model_info
+
+        if dataset not in _DATA:
+            return None, f"not measured: this project has no loader for dataset {dataset!r}"
+        option, what, harness_dataset = _DATA[dataset]
+        info = model_info(model)
+        tag = info.get("default_tag")
+        if tag is None:
+            return None, f"not measured: the model card lists no weights for {model}"
+        root = self.roots[dataset]
+        needs = []
+        if root is None:
+            needs.append(f"{what} at {option}")
+        if read_cached_card(model, tag) is None:
+            needs.append(f"weights {model}.{tag} (snn-det-zoo import-weights {model}.{tag} PATH)")
+        if needs:
+            return None, "not measured: needs " + " and ".join(needs)
+        measured_protocol = protocol if harness_dataset == "gen1" and protocol in ("psee", "frames") else (
+            "frames" if harness_dataset == "gen1" else "coco")
+        defaults = info["defaults"]
+        model_args = {k: int(v) for k, v in (("T", T), ("D", D)) if v and str(defaults.get(k)) != v}
+        data_args: dict[str, Any] = {"gen1_root": root} if harness_dataset == "gen1" else {
+            "coco_root": Path(root) / "val2017", "coco_ann": Path(root) / "annotations" / "instances_val2017.json"}
+        measure = self.measure or _harness_run
+        row = measure(f"{model}.{tag}", harness_dataset, pretrained=True, protocol=measured_protocol,
+                      model_args=model_args, **data_args, **self.run_kwargs)
+        note = f"measured: protocol {measured_protocol}"
+        if measured_protocol != protocol:
+            note += f" (pycocotools), the paper's is {protocol}: not the same AP definition"
+        if row is not None:
+            note += f", {row.get('samples', '?')} samples"
+        return row, note
+
+
+def _harness_run(*args: Any, **kwargs: Any) -> dict[str, str] | None:
+    from .harness import run
+
+    return run(*args, **kwargs)
+
+
+def paper_table(
+    paper: str,
+    coco: str | os.PathLike[str] | None = None,
+    gen1: str | os.PathLike[str] | None = None,
+    *,
+    measure: Measure | None = None,
+    **run_kwargs: Any,
+) -> list[PaperRow]:
+    """Every number the model cards record for ``paper`` (see :data:`PAPERS`) beside this code's.
+
+    :param coco: COCO root with ``val2017/`` and ``annotations/instances_val2017.json``.
+    :param gen1: Gen1 root with ``test/``.
+    :param measure: the measuring function (default :func:`snn_det_zoo.harness.run`); tests pass a stand-in.
+    :param run_kwargs: passed to it (``device``, ``batch_size``, ``limit``, ``results_dir``, ``progress``...).
+    """
+    from . import _cards
+    from .results import paper_rows
+
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper {paper!r}; choose from {', '.join(sorted(PAPERS))}")
+    family = PAPERS[paper]
+    run_kwargs.setdefault("results_dir", None)
+    measurements = _Measurements(coco, gen1, measure, run_kwargs)
+    cards = {name: card for name, card in _cards.variant_cards().items() if card.family == family}
+    rows = []
+    for name, card in sorted(cards.items()):
+        origin = card.family_data["origin"]
+        counted = count_parameters(name)
+        paper_count = card.data["num_params"]
+        defaults = card.data["defaults"]
+        rows.append(PaperRow(
+            model=name, quantity="params", dataset="", protocol="", T=str(defaults.get("T", "")),
+            D=str(defaults.get("D", "")), paper=float(paper_count), measured=float(counted),
+            verdict=_verdict("params", paper_count, counted), tolerance=_describe_tolerance("params"),
+            citation=f"model card num_params (the authors' code, {origin['repo']}@{origin['commit']})",
+            confidence="", note="measured: parameters of the model built here with the card's defaults",
+        ))
+    for entry in paper_rows():
+        if entry["model"] not in cards:
+            continue
+        measured_row, note = measurements.get(entry["model"], entry["dataset"], entry["protocol"], entry["T"],
+                                              entry["D"])
+        for column in _PAPER_COLUMNS:
+            if not entry[column]:
+                continue
+            value = float(entry[column])
+            paper_value = value
+            measured = None
+            row_note = note
+            if column == "params_m":
+                measured = count_parameters(entry["model"]) / 1e6
+                row_note = "measured: parameters of the model built here"
+            elif measured_row is not None and measured_row.get(column):
+                measured = float(measured_row[column])
+            rows.append(PaperRow(
+                model=entry["model"], quantity=column, dataset=entry["dataset"], protocol=entry["protocol"],
+                T=entry["T"], D=entry["D"], paper=paper_value, measured=measured,
+                verdict=_verdict(column, paper_value, measured), tolerance=_describe_tolerance(column),
+                citation=entry["citation"], confidence=entry["confidence"], note=row_note,
+            ))
+    return rows
+
+
+def _number(quantity: str, value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    sign = "+" if signed else ""
+    if quantity == "params":
+        return f"{value:{sign},.0f}"
+    return f"{value:{sign}.2f}" if quantity != "params_m" else f"{value:{sign}.3f}"
+
+
+_HEADER = ("Model", "Quantity", "Dataset", "Protocol", "T", "D", "Paper", "Measured", "Difference", "Tolerance",
+           "Verdict", "Paper source [confidence]", "Note")
+
+
+def _cells(row: PaperRow) -> list[str]:
+    unit = _UNITS[row.quantity]
+    label = row.quantity if not unit else f"{row.quantity} ({unit})"
+    source = f"{row.citation} [{row.confidence}]" if row.confidence else row.citation
+    return [row.model, label, row.dataset, row.protocol, row.T, row.D, _number(row.quantity, row.paper),
+            _number(row.quantity, row.measured), _number(row.quantity, row.difference, signed=True),
+            row.tolerance, row.verdict, source, row.note]
+
+
+def to_markdown(paper: str, rows: list[PaperRow]) -> str:
+    """The rows as a Markdown table with a heading and the verdict counts."""
+    counts = {v: sum(r.verdict == v for r in rows) for v in ("match", "differs", "not measured")}
+    lines = [f"# {paper}: paper tables against this code", "",
+             "Paper values as the model cards record them (confidence: V verified, S secondary source, M "
+             "recalled); mAP in percent; energy per sample with E_AC = 0.9 pJ, E_MAC = 4.6 pJ. "
+             + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+             "| " + " | ".join(_HEADER) + " |", "|" + "|".join("---" for _ in _HEADER) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[PaperRow]) -> Path:
+    """Write the rows (full precision, one column per field plus the difference) atomically."""
+    path = Path(path)
+    columns = [f.name for f in fields(PaperRow)] + ["difference"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                difference = row.difference
+                writer.writerow({**asdict(row), "measured": "" if row.measured is None else row.measured,
+                                 "difference": "" if difference is None or math.isnan(difference) else difference})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    for option, root in (("--coco", args.coco), ("--gen1", args.gen1)):
+        if root is not None and not Path(root).is_dir():
+            raise FileNotFoundError(f"{option} {root}: no such directory")
+    rows = paper_table(args.paper, coco=args.coco, gen1=args.gen1, device=args.device,
+                       batch_size=args.batch_size, limit=args.limit, progress=not args.quiet,
+                       results_dir=args.results)
+    print(to_markdown(args.paper, rows), end="")
+    if args.csv:
+        print(f"wrote {write_csv(args.csv, rows)}")
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``snn-det-zoo reproduce``."""
+    import torch
+
+    p = sub.add_parser("reproduce", help="a paper's table rows (params, mAP, energy) against this code's")
+    p.add_argument("paper", choices=sorted(PAPERS))
+    p.add_argument("--coco", default=None, metavar="DIR",
+                   help="COCO root holding val2017/ and annotations/instances_val2017.json")
+    p.add_argument("--gen1", default=None, metavar="DIR", help="Prophesee Gen1 root holding test/")
+    p.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="append the measured result rows to DIR/results-*.csv (default: not saved)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_reproduce)

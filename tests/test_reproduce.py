@@ -1,0 +1,104 @@
+"""`snn-det-zoo reproduce`: paper rows from the cards beside parameters counted here and harness results."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from snn_det_zoo import _cards, registry
+from snn_det_zoo.cli import main
+from snn_det_zoo.hub import weights_dir
+from snn_det_zoo.reproduce import PAPERS, count_parameters, paper_table, to_markdown
+
+
+@pytest.mark.parametrize("paper", sorted(PAPERS))
+def test_params_rows_match_every_card_variant(paper):
+    rows = paper_table(paper)
+    variants = {n: c for n, c in _cards.variant_cards().items() if c.family == PAPERS[paper]}
+    params = {r.model: r for r in rows if r.quantity == "params"}
+    assert set(params) == set(variants)
+    for name, row in params.items():
+        assert row.paper == variants[name].data["num_params"] == row.measured
+        assert row.verdict == "match" and row.difference == 0
+
+
+def test_parameters_are_counted_on_the_meta_device_without_touching_buffers():
+    assert count_parameters("ems_yolo_res10") == 6_207_050  # its builder computes with its anchor buffers
+    assert count_parameters("spikeyolo_n", num_classes=3) < 13_271_632
+
+
+def _stand_in_cards(monkeypatch, num_params):
+    real = _cards.variant_cards()["spikeyolo_n"]
+    card = _cards.VariantCard(name=real.name, family=real.family, card_path="stand-in.yaml",
+                              data={**real.data, "num_params": num_params}, family_data=real.family_data)
+    monkeypatch.setattr(_cards, "variant_cards", lambda: {"spikeyolo_n": card})
+    monkeypatch.setattr(registry, "variant_cards", lambda: {"spikeyolo_n": card})
+
+
+def test_a_card_count_that_differs_from_the_built_model_is_differs(monkeypatch):
+    _stand_in_cards(monkeypatch, 13_271_632 + 1)
+    (row,) = [r for r in paper_table("spikeyolo") if r.quantity == "params"]
+    assert (row.verdict, row.difference, row.tolerance) == ("differs", -1, "exact")
+    text = to_markdown("spikeyolo", [row])
+    assert "| 13,271,633 | 13,271,632 | -1 | exact | differs |" in text and "1 differs" in text
+
+
+def _spikeyolo_s_coco(rows):
+    return [r for r in rows if r.model == "spikeyolo_s" and r.dataset == "coco-val2017"]
+
+
+def test_not_measured_names_the_missing_data_and_the_import_command(tmp_path):
+    rows = _spikeyolo_s_coco(paper_table("spikeyolo"))
+    assert {r.quantity for r in rows} == {"AP", "AP50", "energy_mj"}
+    for row in rows:
+        assert row.verdict == "not measured" and row.measured is None
+        assert row.note.startswith("not measured: needs COCO val2017")
+        assert "--coco DIR" in row.note
+        assert "snn-det-zoo import-weights spikeyolo_s.coco_official PATH" in row.note
+    # With the data given, only the weights are missing.
+    for row in _spikeyolo_s_coco(paper_table("spikeyolo", coco=tmp_path)):
+        assert row.note == ("not measured: needs weights spikeyolo_s.coco_official "
+                            "(snn-det-zoo import-weights spikeyolo_s.coco_official PATH)")
+    no_weights = [r for r in paper_table("spikeyolo") if r.model == "spikeyolo_n" and r.quantity == "AP"]
+    assert no_weights[0].note == "not measured: the model card lists no weights for spikeyolo_n"
+
+
+def test_measured_rows_get_differences_and_verdicts(tmp_path):
+    folder = weights_dir("spikeyolo_s", "coco_official")
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text(json.dumps({"sha256": "0" * 64}))  # the cache says: imported
+    calls = []
+
+    def measure(name, dataset, **kwargs):
+        calls.append((name, dataset, kwargs))
+        return {"AP": "45.7", "AP50": "61.0", "energy_mj": "40", "samples": "5000"}
+
+    rows = _spikeyolo_s_coco(paper_table("spikeyolo", coco=tmp_path, measure=measure, device="cpu"))
+    (call,) = calls  # three card entries, one setting: measured once
+    name, dataset, kwargs = call
+    assert (name, dataset, kwargs["protocol"], kwargs["pretrained"]) == ("spikeyolo_s.coco_official", "coco",
+                                                                         "coco", True)
+    assert kwargs["coco_root"] == tmp_path / "val2017" and kwargs["device"] == "cpu"
+    assert kwargs["coco_ann"] == tmp_path / "annotations" / "instances_val2017.json"
+    by = {(r.quantity, r.citation[:8]): r for r in rows}
+    ap = by[("AP", "arXiv:24")]
+    assert ap.paper == pytest.approx(45.5) and ap.difference == pytest.approx(0.2) and ap.verdict == "match"
+    assert by[("AP50", "arXiv:24")].verdict == "differs"  # 61.0 against 62.3
+    energy = by[("energy_mj", "BICLab/S")]
+    assert energy.verdict == "differs" and energy.tolerance == "±10%"  # 40 against 34.6: 16 % more
+    assert "the paper's is ultralytics-internal" in ap.note and "5000 samples" in ap.note
+
+
+def test_cli_prints_the_table_and_writes_csv(tmp_path, capsys):
+    out = tmp_path / "t.csv"
+    assert main(["reproduce", "ems_yolo", "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# ems_yolo: paper tables against this code")
+    assert "| ems_yolo_res34 | params |" in text
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(paper_table("ems_yolo"))
+    assert {r["verdict"] for r in rows} == {"match", "not measured"}
+    assert main(["reproduce", "ems_yolo", "--gen1", str(tmp_path / "missing")]) == 2
