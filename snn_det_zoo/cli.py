@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -39,14 +40,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(func=_cmd_info)
 
-    for add in _EXTRA_COMMANDS:
-        add(sub)
+    for module, function in _EXTRA_COMMANDS:
+        getattr(importlib.import_module(module, __package__), function)(sub)
     return parser
 
 
-# Subcommands that live with the code they drive add themselves here: each entry takes the subparsers
-# object and registers one command whose ``func`` does its own (lazy) imports.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+# Subcommands that live with the code they drive: (module, function) pairs; the function takes the
+# subparsers object and registers one command whose ``func`` runs it.
+_EXTRA_COMMANDS: tuple[tuple[str, str], ...] = (
+    (".port.importer", "add_import_command"),
+    (".harness", "add_command"),
+    (".leaderboard", "add_command"),
+    (".reproduce", "add_command"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,35 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         print(f"snn-det-zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-def _add_import_weights(sub: argparse._SubParsersAction) -> None:
-    from .port.importer import add_import_command
-
-    add_import_command(sub)
-
-
-_EXTRA_COMMANDS.append(_add_import_weights)
-
-
-def _add_bench_and_leaderboard(sub: argparse._SubParsersAction) -> None:
-    from .harness import add_command as add_bench
-    from .leaderboard import add_command as add_leaderboard
-
-    add_bench(sub)
-    add_leaderboard(sub)
-
-
-_EXTRA_COMMANDS.append(_add_bench_and_leaderboard)
-
-
-def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    from .reproduce import add_command
-
-    add_command(sub)
-
-
-_EXTRA_COMMANDS.append(_add_reproduce)
 
 
 if __name__ == "__main__":
