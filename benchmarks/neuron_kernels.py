@@ -15,20 +15,19 @@ Rows are written to benchmarks/results/neuron_kernels-<device>-pt<torch>.csv (at
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from snn_det_zoo._atomic import write_csv_atomic
 from snn_det_zoo.neurons import ILIFNode, ilif_reference
 from snn_det_zoo.neurons._ilif_backend import cupy_unavailable_reason
 
@@ -212,12 +211,7 @@ def default_results_path(prefix: str, device: torch.device) -> Path:
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, delete=False, suffix=".tmp") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(f.name, path)
+    write_csv_atomic(path, list(rows[0]), rows)
 
 
 def main(argv=None) -> int:

@@ -31,17 +31,17 @@ layer.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from ._atomic import write_csv_atomic
 
 __all__ = [
     "E_AC_PJ",
@@ -214,22 +214,7 @@ class EnergyReport:
                 "energy_pj": f"{layer.energy_pj:.6g}", "energy_mj": f"{layer.energy_mj:.6g}",
                 "e_ac_pj": self.constants.e_ac_pj, "e_mac_pj": self.constants.e_mac_pj,
             })
-        return _write_csv_atomic(Path(path), _CSV_COLUMNS, rows)
-
-
-def _write_csv_atomic(path: Path, columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(columns))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        return write_csv_atomic(path, _CSV_COLUMNS, rows)
 
 
 _TALLY_FIELDS = ("spike_macs", "spike_ops", "spike_count", "spike_elements", "real_macs")

@@ -24,17 +24,17 @@ import hashlib
 import ipaddress
 import json
 import os
-import tempfile
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ._atomic import atomic_path
 
 __all__ = [
     "HashMismatchError",
@@ -111,20 +111,6 @@ def verify_sha256(path: Path, expected: str | None, what: str) -> str:
     return actual
 
 
-@contextmanager
-def _atomic_path(dest: Path) -> Iterator[Path]:
-    """A temporary path beside ``dest``, moved onto it with ``os.replace`` if the block succeeds."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Network sources
 
@@ -170,7 +156,7 @@ def download_url(url: str, dest: str | os.PathLike[str], sha256: str | None, tim
         return dest
     if is_offline():
         raise _offline_error(url, dest)
-    with _atomic_path(dest) as tmp:
+    with atomic_path(dest, suffix=".part") as tmp:
         digest, size = hashlib.sha256(), 0
         request = urllib.request.Request(url, headers={"User-Agent": "snn-det-zoo"})
         with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
@@ -217,7 +203,7 @@ def _fetch_gdrive(file_id: str, dest: Path, sha256: str | None) -> Path:
     except ImportError as exc:
         raise ImportError("weights on Google Drive need gdown: pip install gdown (or download the file by "
                           "hand and run `snn-det-zoo import-weights NAME PATH`)") from exc
-    with _atomic_path(dest) as tmp:
+    with atomic_path(dest, suffix=".part") as tmp:
         if gdown.download(id=file_id, output=str(tmp), quiet=False) is None:
             raise OSError(f"gdown could not download Google Drive file {file_id}")
         verify_sha256(tmp, sha256, f"Google Drive file {file_id} downloaded as")
@@ -319,12 +305,12 @@ def save_weights(
     folder = weights_dir(arch, tag)
     (folder / "card.json").unlink(missing_ok=True)  # the old record must not vouch for the new file
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    with _atomic_path(folder / "model.safetensors") as tmp:
+    with atomic_path(folder / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"arch": arch, "tag": tag, "format": "snn_det_zoo"})
         digest = sha256_file(tmp)
     card = {"name": f"{arch}.{tag}", "arch": arch, "tag": tag, **record, "sha256": digest,
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    with _atomic_path(folder / "card.json") as tmp:
+    with atomic_path(folder / "card.json") as tmp:
         tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return folder / "model.safetensors"
 

@@ -13,12 +13,11 @@ import argparse
 import html
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ._atomic import atomic_open
 from .results import RESULTS_DIR, paper_rows, read_rows
 
 __all__ = ["Leaderboard", "add_command", "build", "load_rows", "pareto_front"]
@@ -291,21 +290,10 @@ class Leaderboard:
             ax.set_title(f"{dataset}, protocol {protocol}")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=120)
         plt.close(fig)
         return True
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build(
@@ -326,7 +314,8 @@ def build(
         ("LEADERBOARD.md", board.markdown(plot_name)),
         ("leaderboard.html", board.html(plot_name)),
     ):
-        _atomic_write(out / name, lambda fh, text=text: fh.write(text + "\n"))
+        with atomic_open(out / name) as fh:
+            fh.write(text + "\n")
         written.append(out / name)
     return written
 

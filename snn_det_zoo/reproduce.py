@@ -21,13 +21,14 @@ import contextlib
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from ._atomic import atomic_open
 
 __all__ = ["PAPERS", "TOLERANCES", "PaperRow", "count_parameters", "paper_table", "to_markdown", "write_csv"]
 
@@ -285,20 +286,13 @@ def write_csv(path: str | os.PathLike[str], rows: list[PaperRow]) -> Path:
     """Write the rows (full precision, one column per field plus the difference) atomically."""
     path = Path(path)
     columns = [f.name for f in fields(PaperRow)] + ["difference"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                difference = row.difference
-                writer.writerow({**asdict(row), "measured": "" if row.measured is None else row.measured,
-                                 "difference": "" if difference is None or math.isnan(difference) else difference})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            difference = row.difference
+            writer.writerow({**asdict(row), "measured": "" if row.measured is None else row.measured,
+                             "difference": "" if difference is None or math.isnan(difference) else difference})
     return path
 
 

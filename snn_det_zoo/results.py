@@ -20,11 +20,11 @@ import csv
 import datetime as _dt
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._atomic import write_csv_atomic
 from .eval.constants import COCO_STAT_KEYS
 
 __all__ = [
@@ -140,17 +140,7 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]])
         if tuple(row) != COLUMNS:
             raise ValueError("append_rows takes rows built by make_row (all columns, in order)")
     old = read_rows(path) if path.exists() else []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-            writer.writeheader()
-            writer.writerows(old + new)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_csv_atomic(path, COLUMNS, old + new)
     return path
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import bisect
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
 
 __all__ = [
@@ -216,20 +216,8 @@ def write_dat(
     header = (
         f"% Data file containing Event2D events.\n% Version 2\n% Height {height}\n% Width {width}\n"
     ).encode("latin-1") + bytes([_EVENT2D, _RAW_DTYPE.itemsize])
-    _atomic_write(os.fspath(path), header + raw.tobytes())
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        fh.write(header + raw.tobytes())
 
 
 # Older label files name the timestamp 'ts' and the score 'confidence' (toolbox README, box_loading.py).
