@@ -116,15 +116,11 @@ def ilif_forward_cupy(
         if save_mask else None
     v_last = torch.empty(x_seq.shape[1:], dtype=torch.float32, device=x_seq.device)
     v_seq = torch.empty(x_seq.shape, dtype=torch.float32, device=x_seq.device) if store_v_seq else None
-    if n_neurons and steps:
+    if n_neurons:
         beta, tau, v_th = _scalars(p)
         _launch("forward", x_seq.dtype, x_seq.device, n_neurons, (x_seq, v0, spikes, mask, v_last, v_seq),
                 (np.int64(n_neurons), np.int32(steps), beta, tau, v_th, np.float32(p.max_level),
                  np.int32(p.decay_input)))
-    elif v0 is not None:
-        v_last.copy_(v0)
-    else:
-        v_last.zero_()
     return spikes, v_last, v_seq, mask
 
 
@@ -145,12 +141,10 @@ def ilif_backward_cupy(
         if need_grad_v0 else None
     grad_v_last = None if grad_v_last is None else grad_v_last.to(torch.float32).contiguous()
     grad_v_seq = None if grad_v_seq is None else grad_v_seq.to(torch.float32).contiguous()
-    if n_neurons and steps:
+    if n_neurons:
         beta, tau, v_th = _scalars(p)
         _launch("backward", grad_spikes.dtype, grad_spikes.device, n_neurons,
                 (grad_spikes, grad_v_last, grad_v_seq, mask, grad_x, grad_v0),
                 (np.int64(n_neurons), np.int32(steps), beta, tau, v_th, np.int32(p.decay_input),
                  np.int32(p.detach_reset)))
-    elif grad_v0 is not None:
-        grad_v0.copy_(grad_v_last if grad_v_last is not None else torch.zeros_like(grad_v0))
     return grad_x, grad_v0

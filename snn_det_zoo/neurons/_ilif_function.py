@@ -68,6 +68,10 @@ def ilif_multi_step(
         raise ValueError(f"I-LIF state shape {tuple(v0.shape)} does not match the input's per-step shape "
                          f"{tuple(x_seq.shape[1:])}")
     impl = resolve_backend(backend, x_seq.device)
+    if x_seq.shape[0] == 0:  # no step: the state passes through unchanged (the backends assume T >= 1)
+        v_last = torch.zeros(x_seq.shape[1:], dtype=state_dtype_for(x_seq.dtype), device=x_seq.device) \
+            if v0 is None else v0
+        return x_seq.clone(), v_last, (x_seq.new_empty(x_seq.shape, dtype=v_last.dtype) if store_v_seq else None), impl
     v0 = None if v0 is None else v0.contiguous()
     spikes, v_last, v_seq = _ILIFMultiStep.apply(x_seq.contiguous(), v0, p, store_v_seq, impl)
     return spikes, v_last, v_seq, impl

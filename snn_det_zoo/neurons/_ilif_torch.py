@@ -66,10 +66,6 @@ def ilif_forward_torch(
             torch.sub(h, torch.mul(level, p.v_threshold, out=scaled), out=v)
         if v_seq is not None:
             v_seq[t].copy_(v)
-    if steps == 0 and v0 is not None:
-        v.copy_(v0)
-    elif steps == 0:
-        v.zero_()
     return spikes, v, v_seq, mask
 
 
@@ -115,6 +111,4 @@ def ilif_backward_torch(
             if not in_place:
                 grad_x[t].copy_(grad_h)
             carry = torch.mul(grad_h, p.beta) if t > 0 or need_grad_v0 else None
-    if steps == 0 and need_grad_v0:
-        carry = None if grad_v_last is None else grad_v_last.to(state_dtype)
     return grad_x, carry if need_grad_v0 else None

@@ -1,8 +1,8 @@
 """A restricted unpickler for the authors' pickled checkpoints (Ultralytics / YOLOv5 ``torch.save`` files).
 
 The released SpikeYOLO and EMS-YOLO weights are whole pickled model objects.
-``torch.load(weights_only=False)`` would import ultralytics or the authors' ``models`` package and run
-whatever the pickle asks for. Here no code from the file runs:
+An unrestricted ``torch.load`` would import ultralytics or the authors' ``models`` package and run whatever
+the pickle asks for; the project never loads them that way. Here no code from the file runs:
 
 - a short allow-list of pure reconstructors (tensors from raw storage bytes, ``OrderedDict``, numpy arrays,
   builtin containers) is served by functions of ours;
