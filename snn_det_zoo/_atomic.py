@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_path", "write_csv_atomic"]
+from .errors import InvalidArgumentError
+
+__all__ = ["atomic_open", "atomic_path", "writable_folder", "write_csv_atomic", "write_files_atomic"]
+
+
+def _create_temporary(dest: Path, suffix: str) -> Path:
+    """A new empty file beside ``dest``, created with mode 0666 so the umask applies as it does to ``open``.
+
+    ``tempfile.mkstemp`` would give 0600, and the rename would hand that mode to a cache or results file
+    that other users and tools are meant to read.
+    """
+    for _ in range(100):
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {dest}")
 
 
 @contextmanager
@@ -22,9 +40,7 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     """A temporary path beside ``dest``, moved onto it with ``os.replace`` if the block succeeds."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(dest, suffix)
     try:
         yield tmp
         os.replace(tmp, dest)
@@ -48,3 +64,34 @@ def write_csv_atomic(path: str | os.PathLike[str], columns: Iterable[str],
         writer.writeheader()
         writer.writerows(rows)
     return Path(path)
+
+
+def write_files_atomic(files: Mapping[str | os.PathLike[str], bytes]) -> list[Path]:
+    """Write several files as one: every file goes to its temporary first, and only when all are written
+    are they renamed into place. A failure before that point leaves every old file (or none) in place."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for dest, data in files.items():
+            dest = Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _create_temporary(dest, ".tmp")
+            staged.append((tmp, dest))
+            tmp.write_bytes(data)
+        for tmp, dest in staged:
+            os.replace(tmp, dest)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [dest for _, dest in staged]
+
+
+def writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder``, created if needed; an :class:`InvalidArgumentError` now if files cannot be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot create the folder {folder}: {exc}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"the folder {folder} is not writable")
+    return folder

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import CardError
+
 __all__ = ["CardError", "card_files", "load_cards", "variant_cards"]
 
 _FAMILY_KEYS = {"family": True, "title": True, "paper": True, "origin": True, "notes": False, "variants": True}
@@ -60,10 +62,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Accuracy values (map50, map50_95, AP, AR100...) are COCOeval fractions in [0, 1], never percent.
 _ACCURACY_KEY = re.compile(r"^(m?ap|ar)", re.IGNORECASE)
 _SOURCE = re.compile(r"^(https://|hf-hub:|gdrive:|gdrive-folder:|file:)")
-
-
-class CardError(ValueError):
-    """A model card does not follow the schema."""
 
 
 @dataclass(frozen=True)

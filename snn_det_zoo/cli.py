@@ -8,6 +8,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .errors import ZooError
+
 __all__ = ["main"]
 
 
@@ -56,11 +58,13 @@ _EXTRA_COMMANDS: tuple[tuple[str, str], ...] = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. The zoo's own errors (bad input, missing files, refused checkpoints) are printed as
+    one line with exit status 2; anything else is a bug and keeps its traceback."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+    except ZooError as exc:
         print(f"snn-det-zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

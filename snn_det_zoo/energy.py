@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ._atomic import write_csv_atomic
+from .errors import InvalidArgumentError
 
 __all__ = [
     "E_AC_PJ",
@@ -78,7 +79,7 @@ class EnergyConstants:
         for name in ("e_ac_pj", "e_mac_pj"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"EnergyConstants.{name} must be a non-negative number of pJ, got {value!r}")
+                raise InvalidArgumentError(f"EnergyConstants.{name} must be a non-negative number of pJ, got {value!r}")
 
     def describe(self) -> str:
         """A short label for result rows, e.g. ``'E_AC=0.9pJ E_MAC=4.6pJ (45nm)'``."""
@@ -104,10 +105,10 @@ def conv_macs(in_channels: int, out_channels: int, kernel_size: int | tuple[int,
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
         if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"conv_macs: {name} must be a positive integer, got {value!r}")
+            raise InvalidArgumentError(f"conv_macs: {name} must be a positive integer, got {value!r}")
     if in_channels % groups or out_channels % groups:
-        raise ValueError(f"conv_macs: groups={groups} must divide in_channels={in_channels} and "
-                         f"out_channels={out_channels}")
+        raise InvalidArgumentError(f"conv_macs: groups={groups} must divide in_channels={in_channels} and "
+                                   f"out_channels={out_channels}")
     return in_channels // groups * out_channels * kh * kw * out_hw[0] * out_hw[1]
 
 
@@ -254,13 +255,13 @@ def layer_energy(name: str, dense_macs_per_step: float, T: int, firing_rate: flo
     constants = constants or EnergyConstants()
     _check_positive_int("T", T)
     if not dense_macs_per_step >= 0:
-        raise ValueError(f"layer {name!r}: dense_macs_per_step must be >= 0, got {dense_macs_per_step!r}")
+        raise InvalidArgumentError(f"layer {name!r}: dense_macs_per_step must be >= 0, got {dense_macs_per_step!r}")
     dense = dense_macs_per_step * T
     if firing_rate is None:
         return LayerEnergy(name=name, op=op, input_kind="real", dense_macs=dense, firing_rate=math.nan,
                            ac_ops=0.0, mac_ops=dense, energy_pj=dense * constants.e_mac_pj)
     if not firing_rate >= 0:
-        raise ValueError(f"layer {name!r}: firing_rate must be >= 0 (a mean count), got {firing_rate!r}")
+        raise InvalidArgumentError(f"layer {name!r}: firing_rate must be >= 0 (a mean count), got {firing_rate!r}")
     ac = dense * firing_rate
     return LayerEnergy(name=name, op=op, input_kind="spike", dense_macs=dense, firing_rate=firing_rate,
                        ac_ops=ac, mac_ops=0.0, energy_pj=ac * constants.e_ac_pj, spike_macs=dense)
@@ -271,7 +272,7 @@ def summarize(tallies: dict[str, LayerTally], samples: int, T: int, D: int,
     """Turn whole-set sums (one :class:`LayerTally` per layer) into per-sample layer energies."""
     constants = constants or EnergyConstants()
     if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
-        raise ValueError(f"summarize needs a positive number of samples, got {samples!r}")
+        raise InvalidArgumentError(f"summarize needs a positive number of samples, got {samples!r}")
     _check_positive_int("T", T)
     _check_positive_int("D", D)
     layers = []
@@ -290,7 +291,7 @@ def summarize(tallies: dict[str, LayerTally], samples: int, T: int, D: int,
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _fused_geometry(module: nn.Module) -> ConvGeometry | None:
@@ -372,7 +373,7 @@ class EnergyMeter:
             op = "fused_conv" if geometry is not None else type(module).__name__.lower()
             self._tallies[name] = LayerTally(op=op)
         if not self._tallies:
-            raise ValueError(f"{type(model).__name__} has no convolution or linear layer to count")
+            raise InvalidArgumentError(f"{type(model).__name__} has no convolution or linear layer to count")
 
     def __enter__(self) -> EnergyMeter:
         self.attach()
@@ -408,8 +409,8 @@ class EnergyMeter:
         dim = self.sample_dim
         if dim is None:
             if x.dim() not in (4, 5):
-                raise ValueError(f"cannot infer the batch dimension of a {x.dim()}-D input "
-                                 f"{tuple(x.shape)}; pass sample_dim= to EnergyMeter")
+                raise InvalidArgumentError(f"cannot infer the batch dimension of a {x.dim()}-D input "
+                                           f"{tuple(x.shape)}; pass sample_dim= to EnergyMeter")
             dim = 0 if x.dim() == 4 else 1
         self.samples += int(x.shape[dim])
 

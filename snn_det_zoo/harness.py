@@ -32,8 +32,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ._atomic import writable_folder
 from .energy import EnergyConstants, EnergyMeter, EnergyReport
-from .results import RESULTS_DIR, append_rows, make_row, results_path
+from .errors import InvalidArgumentError
+from .results import append_rows, check_results_file, default_results_dir, make_row, results_path
 
 __all__ = ["DATASETS", "PROTOCOLS", "SYNTHETIC_DATASETS", "CocoTrack", "Gen1Track", "evaluate", "make_dataset",
            "run"]
@@ -60,16 +62,16 @@ def make_dataset(
         return SyntheticShapes(num_samples, image_size=image_size, seed=seed)
     if name == "synthetic-events":
         return SyntheticEvents(num_samples, T=T, image_size=image_size, seed=seed)
-    raise ValueError(f"unknown dataset {name!r}; built-in sets: {', '.join(SYNTHETIC_DATASETS)} "
-                     "(coco and gen1 need their files: CocoTrack, Gen1Track)")
+    raise InvalidArgumentError(f"unknown dataset {name!r}; built-in sets: {', '.join(SYNTHETIC_DATASETS)} "
+                               "(coco and gen1 need their files: CocoTrack, Gen1Track)")
 
 
 def _check_protocol(dataset: str, protocol: str) -> str:
     if dataset not in PROTOCOLS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+        raise InvalidArgumentError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     if protocol not in PROTOCOLS[dataset]:
-        raise ValueError(f"dataset {dataset!r} is scored under protocol {' or '.join(PROTOCOLS[dataset])}, "
-                         f"got {protocol!r}")
+        raise InvalidArgumentError(f"dataset {dataset!r} is scored under protocol {' or '.join(PROTOCOLS[dataset])}, "
+                                   f"got {protocol!r}")
     return protocol
 
 
@@ -251,12 +253,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    _check_eval_args(batch_size, limit, precision)
     if not callable(getattr(dataset, "score", None)) and not (
         hasattr(dataset, "coco_ground_truth") and hasattr(dataset, "category_ids")
     ):
@@ -353,17 +350,17 @@ def _build_dataset(dataset: str, model: nn.Module, arch: str, protocol: str, spl
 
     if dataset == "coco":
         if coco_root is None or coco_ann is None:
-            raise ValueError("--dataset coco needs --coco-root DIR (the image folder, e.g. val2017/) and "
-                             "--coco-ann FILE (e.g. annotations/instances_val2017.json)")
+            raise InvalidArgumentError("--dataset coco needs --coco-root DIR (the image folder, e.g. val2017/) and "
+                                       "--coco-ann FILE (e.g. annotations/instances_val2017.json)")
         size = int(max(model.transform.img_size))  # type: ignore[union-attr]
         data = CocoTrack(coco_root, coco_ann, img_size=size)
         return data, data.name, split or data.split, str(size)
     if dataset == "gen1":
         if gen1_root is None:
-            raise ValueError("--dataset gen1 needs --gen1-root DIR (the folder holding train/, val/, test/)")
+            raise InvalidArgumentError("--dataset gen1 needs --gen1-root DIR (the folder holding train/, val/, test/)")
         family = family_of(arch)
         if family not in _GEN1_REPRESENTATION:
-            raise ValueError(f"no Gen1 representation is known for family {family!r}")
+            raise InvalidArgumentError(f"no Gen1 representation is known for family {family!r}")
         data = Gen1Track(gen1_root, protocol, split or "test", _GEN1_REPRESENTATION[family],
                          T=int(getattr(model, "T", 1)))
         h, w = data.data.geometry.input_size
@@ -371,6 +368,15 @@ def _build_dataset(dataset: str, model: nn.Module, arch: str, protocol: str, spl
     synthetic = make_dataset(dataset, num_samples=num_samples, image_size=image_size,
                              T=getattr(model, "T", 2), seed=seed)
     return synthetic, dataset, split or "val", str(image_size)
+
+
+def _check_eval_args(batch_size: Any = 8, limit: Any = None, precision: Any = "fp32", **_: Any) -> None:
+    if precision not in _PRECISIONS:
+        raise InvalidArgumentError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidArgumentError(f"limit must be a positive integer or None, got {limit!r}")
 
 
 def run(
@@ -386,7 +392,7 @@ def run(
     coco_root: str | os.PathLike[str] | None = None,
     coco_ann: str | os.PathLike[str] | None = None,
     gen1_root: str | os.PathLike[str] | None = None,
-    results_dir: str | os.PathLike[str] | None = RESULTS_DIR,
+    results_dir: str | os.PathLike[str] | None = None,
     constants: EnergyConstants | None = None,
     model_args: dict[str, Any] | None = None,
     notes: str = "",
@@ -398,12 +404,16 @@ def run(
     ``coco`` needs ``coco_root`` (image folder) and ``coco_ann``; ``gen1`` needs ``gen1_root`` and reads
     ``split`` (default ``test``) in the model family's representation with the model's T.
     With ``results_dir`` the row is appended to ``results-<dataset>-<protocol>.csv`` there and the per-layer
-    energy goes to ``energy/<model>-<dataset>-<protocol>.csv`` beside it.
+    energy goes to ``energy/<model>-<dataset>-<protocol>.csv`` beside it; without it nothing is written.
+
+    Every argument, the row's settings and the results file are checked before anything is evaluated, so a
+    mistake costs seconds, not an evaluation.
     """
     from . import __version__
     from .registry import create_model, family_of, split_model_name
 
     protocol = _check_protocol(dataset, protocol or PROTOCOLS.get(dataset, ("",))[0])
+    _check_eval_args(**eval_kwargs)
     _init_distributed(str(eval_kwargs.get("device", "cpu")))
     args = dict(model_args or {})
     if dataset in SYNTHETIC_DATASETS:
@@ -415,12 +425,10 @@ def run(
     data, data_name, split, input_size = _build_dataset(
         dataset, model, arch, protocol, split, num_samples, image_size, seed, coco_root, coco_ann, gen1_root
     )
-    out = evaluate(model, data, constants=constants, **eval_kwargs)
-    if out["stats"] is None:
-        return None
-    energy: EnergyReport = out["energy"]
-    stats = {k: 100 * v for k, v in out["stats"].items() if v >= 0}  # -1: nothing to measure
-    row = make_row(
+    T, D = _model_steps(model, data)
+    limit = eval_kwargs.get("limit")
+    fused = bool(eval_kwargs.get("fuse")) and callable(getattr(model, "fuse", None))
+    settings: dict[str, Any] = dict(
         model=arch,
         tag=tag or (getattr(model, "weights_tag", None) if pretrained else "") or "",
         family=family_of(arch),
@@ -428,33 +436,45 @@ def run(
         dataset=data_name,
         split=split,
         protocol=protocol,
-        T=out["T"],
-        D=out["D"],
+        T=T,
+        D=D,
         input_size=input_size,
-        samples=out["samples"],
-        **stats,
-        params_m=out["params"] / 1e6,
-        gmacs=energy.dense_macs / 1e9,
-        gsops=energy.synaptic_ops / 1e9,
-        energy_mj=energy.energy_mj,
-        energy_constants=energy.constants.describe(),
-        firing_rate=energy.firing_rate,
-        images_per_s=out["images_per_s"],
-        latency_ms=out["latency_ms"],
-        batch=out["batch"],
-        precision=out["precision"],
-        device=out["device"],
+        samples=len(data) if limit is None else min(limit, len(data)),
+        batch=eval_kwargs.get("batch_size", 8),
+        precision=eval_kwargs.get("precision", "fp32"),
         torch=torch.__version__,
         zoo_version=__version__,
         source="measured",
-        notes="; ".join(
-            filter(None, ["re-parameterised blocks fused" if getattr(model, "fused", False) else "", notes])
-        ),
+        notes="; ".join(filter(None, ["re-parameterised blocks fused" if fused else "", notes])),
     )
+    make_row(**settings)  # a setting the row cannot hold fails now
     if results_dir is not None:
-        append_rows(results_path(data_name, protocol, results_dir), [row])
-        label = name.replace("/", "_")
-        energy.to_csv(Path(results_dir) / "energy" / f"{label}-{data_name}-{protocol}.csv")
+        rows_file = check_results_file(results_path(data_name, protocol, results_dir))
+        energy_file = writable_folder(Path(results_dir) / "energy") / f"{name}-{data_name}-{protocol}.csv"
+    out = evaluate(model, data, constants=constants, **eval_kwargs)
+    if out["stats"] is None:
+        return None
+    energy: EnergyReport = out["energy"]
+    stats = {k: 100 * v for k, v in out["stats"].items() if v >= 0}  # -1: nothing to measure
+    row = make_row(**{
+        **settings,
+        **stats,
+        "T": out["T"],
+        "D": out["D"],
+        "samples": out["samples"],
+        "params_m": out["params"] / 1e6,
+        "gmacs": energy.dense_macs / 1e9,
+        "gsops": energy.synaptic_ops / 1e9,
+        "energy_mj": energy.energy_mj,
+        "energy_constants": energy.constants.describe(),
+        "firing_rate": energy.firing_rate,
+        "images_per_s": out["images_per_s"],
+        "latency_ms": out["latency_ms"],
+        "device": out["device"],
+    })
+    if results_dir is not None:
+        append_rows(rows_file, [row])
+        energy.to_csv(energy_file)
     return row
 
 
@@ -465,7 +485,7 @@ def _parse_model_args(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--model-arg expects KEY=VALUE, got {pair!r}")
+            raise InvalidArgumentError(f"--model-arg expects KEY=VALUE, got {pair!r}")
         out[key] = yaml.safe_load(value)  # ints, floats, booleans and strings as a user would write them
     return out
 
@@ -484,7 +504,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         num_samples=args.num_samples,
         image_size=args.image_size,
         seed=args.seed,
-        results_dir=None if args.no_save else args.results,
+        results_dir=None if args.no_save else (args.results or default_results_dir()),
         constants=constants,
         model_args=_parse_model_args(args.model_arg),
         batch_size=args.batch_size,
@@ -543,7 +563,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="builder argument, repeatable (e.g. --model-arg T=2)",
     )
-    p.add_argument("--results", default=str(RESULTS_DIR), help="results directory (default: %(default)s)")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="folder the result row is appended to (default: the user's results folder, "
+                        "$SNN_DET_ZOO_RESULTS or ~/.cache/snn_det_zoo/results)")
     p.add_argument("--no-save", action="store_true", help="print the row without writing files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,

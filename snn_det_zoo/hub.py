@@ -7,25 +7,49 @@ a full ``sha256`` (``null`` only for authors' releases no maintainer has seen) a
 
 Cache layout under ``$SNN_DET_ZOO_HOME`` (default ``~/.cache/snn_det_zoo``)::
 
-    weights/<arch>/<tag>/model.safetensors   the state dict, FP32, exactly the model's keys
-    weights/<arch>/<tag>/card.json           sha256 of the safetensors and of its source; source, variant
-    downloads/<arch>/<tag>/<file>            verified downloads of sources that need converting
+    weights/<arch>/<tag>/model-<sha16>.safetensors  the state dict, exactly the model's keys; <sha16> is the
+                                                    first 16 hex digits of the file's sha256
+    weights/<arch>/<tag>/card.json                  ``file`` (the name above), its full ``sha256``, the
+                                                    ``source_sha256`` of the file it was made from; source,
+                                                    variant
+    downloads/<arch>/<tag>/<file>                   verified downloads of sources
 
-``card.json`` is written last, so a directory without it is an unfinished import and is ignored. Every
-network access goes through :func:`download_url`, :func:`_fetch_hf_hub` or :func:`_fetch_gdrive`, which
-obey ``SNN_DET_ZOO_OFFLINE=1`` and ``HF_HUB_OFFLINE=1``. Files are written to a temporary name, verified,
-then moved into place with ``os.replace``; cached files are verified again before use.
+:func:`save_weights` writes the new safetensors under its content name first, then replaces ``card.json``
+atomically, then removes the files no card names: a crash at any point leaves the old complete entry or the
+new one, and a card only ever names a file that has its hash. A directory without ``card.json`` is ignored;
+a card without ``file`` (written by older versions) means ``model.safetensors``. Cached files are verified
+again before use; a corrupt one (in ``downloads/``, or an entry whose file does not match its card) is
+removed and fetched or converted again, and when that is not possible the error says what was removed and
+how to get the weights.
+
+Downloads (:func:`download_url`): only ``https://`` URLs, or ``http://`` to this machine (local mirrors,
+tests). Every redirect target is checked the same way, a redirect may not change the scheme, and at most
+10 are followed. Each read has a ``timeout`` and the whole transfer a ``deadline_s``. Without a ``sha256``
+to verify them, the bytes are trusted only when the response has a ``Content-Length``; with or without a
+hash, a transfer that delivers more or fewer bytes than its ``Content-Length`` fails. Files are written to
+a temporary name, verified, then moved into place with ``os.replace``. Every network access goes through
+:func:`download_url`, :func:`_fetch_hf_hub` or :func:`_fetch_gdrive`, which obey ``SNN_DET_ZOO_OFFLINE=1``
+and ``HF_HUB_OFFLINE=1``.
+
+Failures raise the errors of :mod:`snn_det_zoo.errors` (:class:`DownloadError` for HTTP, connection and
+transfer failures; :class:`HashMismatchError`, :class:`OfflineError`, :class:`WeightsNotFoundError`,
+:class:`MissingDependencyError`, :class:`CheckpointFormatError`, :class:`InvalidArgumentError`).
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import http.client
 import ipaddress
 import json
 import os
+import re
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,8 +59,19 @@ import torch
 from torch import nn
 
 from ._atomic import atomic_path
+from .errors import (
+    CheckpointFormatError,
+    DownloadError,
+    HashMismatchError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    OfflineError,
+    WeightsNotFoundError,
+    ZooError,
+)
 
 __all__ = [
+    "DownloadError",
     "HashMismatchError",
     "OfflineError",
     "WeightsNotFoundError",
@@ -57,18 +92,9 @@ __all__ = [
 _TRUE = {"1", "true", "yes", "on"}
 _PICKLE_FORMATS = ("ultralytics-pickle", "yolov5-pickle")
 _CHUNK = 1 << 20
-
-
-class HashMismatchError(ValueError):
-    """A file's sha256 is not the one its weights entry (or cache record) states."""
-
-
-class OfflineError(RuntimeError):
-    """A download is needed but the offline switch is on."""
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """The weights are neither cached nor downloadable here; the message says how to get them."""
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_LEGACY_FILE = "model.safetensors"  # what a card without "file" (older versions) vouches for
+_WEIGHTS_FILE = re.compile(r"model(-[0-9a-f]{16})?\.safetensors")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -84,7 +110,7 @@ def weights_dir(arch: str, tag: str) -> Path:
     """Where the weights ``arch.tag`` live once imported or downloaded."""
     for part, what in ((arch, "arch"), (tag, "tag")):
         if not part or "/" in part or "\\" in part or part in (".", ".."):
-            raise ValueError(f"invalid {what} {part!r} for a weights cache path")
+            raise InvalidArgumentError(f"invalid {what} {part!r} for a weights cache path")
     return zoo_home() / "weights" / arch / tag
 
 
@@ -96,11 +122,8 @@ def is_offline() -> bool:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Full hex sha256 of a file."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def verify_sha256(path: Path, expected: str | None, what: str) -> str:
@@ -109,6 +132,24 @@ def verify_sha256(path: Path, expected: str | None, what: str) -> str:
     if expected is not None and actual != expected.lower():
         raise HashMismatchError(f"sha256 mismatch for {what} {path}: expected {expected}, got {actual}")
     return actual
+
+
+def _check_sha256_argument(sha256: str | None) -> None:
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise InvalidArgumentError(f"sha256 must be 64 hex digits or None, got {sha256!r}")
+
+
+def _drop_if_corrupt(path: Path, sha256: str | None) -> str:
+    """Remove ``path`` when it exists without the bytes of ``sha256``; returns what was removed ('' if not)."""
+    if sha256 is None or not path.is_file():
+        return ""
+    actual = sha256_file(path)
+    if actual == sha256.lower():
+        return ""
+    path.unlink(missing_ok=True)
+    note = f"removed the corrupt cached file {path} (sha256 {actual}, expected {sha256})"
+    warnings.warn(f"{note}; fetching it again", stacklevel=3)
+    return note
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -129,44 +170,120 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def _check_url(url: str) -> None:
-    parsed = urllib.parse.urlparse(url)
+    try:
+        parsed = urllib.parse.urlparse(url)
+        host = parsed.hostname
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidArgumentError(f"refusing to download {url!r}: not a valid URL ({exc})") from exc
     # Plain http only to this machine (local mirrors, tests); anything remote must be https.
-    if parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback(parsed.hostname)):
+    if parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback(host)):
         return
-    raise ValueError(f"refusing to download {url!r}: only https:// URLs (or http:// to localhost) are "
-                     "allowed")
+    raise InvalidArgumentError(f"refusing to download {url!r}: only https:// URLs (or http:// to localhost) "
+                               "are allowed")
 
 
-def _offline_error(what: str, cache: Path) -> OfflineError:
-    return OfflineError(f"{what} is not cached at {cache} and downloads are off (SNN_DET_ZOO_OFFLINE or "
-                        "HF_HUB_OFFLINE is set); unset the switch, or put the file in place with "
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL that :func:`_check_url` accepts, with the scheme of the request.
+
+    Without this, urllib would follow https -> http (a downgrade anyone on the path can tamper with) and
+    redirects to any http host. urllib's own limits (10 redirects, 4 visits of one URL) stay in force.
+    """
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        old_scheme, new_scheme = urllib.parse.urlparse(req.full_url).scheme, urllib.parse.urlparse(newurl).scheme
+        try:
+            if new_scheme != old_scheme:
+                raise InvalidArgumentError(f"it changes the scheme from {old_scheme} to {new_scheme}")
+            _check_url(newurl)
+        except InvalidArgumentError as exc:
+            fp.close()  # the redirect response is not read further; free its connection
+            raise DownloadError(f"refusing the HTTP {code} redirect from {req.full_url} to {newurl}: "
+                                f"{exc}") from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _offline_error(what: str, cache: Path, note: str = "") -> OfflineError:
+    removed = f" ({note})" if note else ""
+    return OfflineError(f"{what} is not cached at {cache}{removed} and downloads are off (SNN_DET_ZOO_OFFLINE "
+                        "or HF_HUB_OFFLINE is set); unset the switch, or put the file in place with "
                         "`snn-det-zoo import-weights NAME PATH`")
 
 
-def download_url(url: str, dest: str | os.PathLike[str], sha256: str | None, timeout: float = 60.0) -> Path:
+def _content_length(url: str, response: http.client.HTTPResponse) -> int | None:
+    values = response.headers.get_all("Content-Length") or []
+    if not values:
+        return None
+    try:
+        (size,) = {int(v) for v in values}  # several headers must agree
+    except ValueError:
+        raise DownloadError(f"download of {url}: unusable Content-Length {values}") from None
+    if size < 0:
+        raise DownloadError(f"download of {url}: unusable Content-Length {values}")
+    return size
+
+
+def download_url(url: str, dest: str | os.PathLike[str], sha256: str | None, timeout: float = 60.0, *,
+                 deadline_s: float = 3600.0) -> Path:
     """Download ``url`` to ``dest`` atomically, verifying the full ``sha256`` (when given) before the rename.
 
-    An existing ``dest`` is verified and reused. Raises :class:`HashMismatchError` naming the file and both
-    hashes, :class:`OfflineError` when downloads are off, ``ValueError`` for a non-https URL.
+    An existing ``dest`` is reused when it has ``sha256`` (or when no hash is given); one with another hash
+    is removed and downloaded again. ``timeout`` bounds each connect and read, ``deadline_s`` the whole
+    transfer (checked between reads). Without ``sha256`` the response must carry a ``Content-Length``;
+    either way the bytes received must match it.
+
+    Raises:
+        InvalidArgumentError: a URL other than https (or http to this machine), or a malformed sha256.
+        OfflineError: the file is not cached and downloads are off.
+        DownloadError: an HTTP or connection error, a refused redirect, the deadline, a transfer without
+            Content-Length and sha256, or one whose size is not its Content-Length. Names the URL.
+        HashMismatchError: the bytes have another sha256 (names the file and both hashes).
     """
     dest = Path(dest)
     _check_url(url)
+    _check_sha256_argument(sha256)
+    removed = _drop_if_corrupt(dest, sha256)
     if dest.is_file():
-        verify_sha256(dest, sha256, "cached file")
         return dest
     if is_offline():
-        raise _offline_error(url, dest)
+        raise _offline_error(url, dest, removed)
+    start = time.monotonic()
+    # A fresh opener per download: the redirect policy must not leak into (or come from) a global opener.
+    opener = urllib.request.build_opener(_CheckedRedirects())
+    request = urllib.request.Request(url, headers={"User-Agent": "snn-det-zoo"})
     with atomic_path(dest, suffix=".part") as tmp:
         digest, size = hashlib.sha256(), 0
-        request = urllib.request.Request(url, headers={"User-Agent": "snn-det-zoo"})
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-            expected_size = response.headers.get("Content-Length")
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        if expected_size is not None and int(expected_size) != size:
-            raise OSError(f"download of {url} is truncated: {size} of {expected_size} bytes")
+        try:
+            with opener.open(request, timeout=min(timeout, deadline_s)) as response, open(tmp, "wb") as out:
+                expected_size = _content_length(url, response)
+                if expected_size is None and sha256 is None:
+                    raise DownloadError(f"download of {url}: the response has no Content-Length and the "
+                                        "weights entry no sha256, so nothing can show the file is complete; "
+                                        "refusing it")
+                # read1 returns what one recv gives, so a server that trickles bytes cannot hold a read
+                # (and the deadline check) for longer than `timeout`.
+                while chunk := response.read1(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    if expected_size is not None and size > expected_size:
+                        raise DownloadError(f"download of {url} delivers more than its Content-Length of "
+                                            f"{expected_size} bytes")
+                    if time.monotonic() - start > deadline_s:
+                        raise DownloadError(f"download of {url} did not finish within its deadline of "
+                                            f"{deadline_s:g} s ({size} bytes received)")
+        except ZooError:
+            raise
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            reason = " ".join(str(exc.reason).split())  # urllib's redirect-loop reason spans lines
+            raise DownloadError(f"download of {url} failed: HTTP {exc.code} {reason}") from exc
+        except urllib.error.URLError as exc:
+            raise DownloadError(f"download of {url} failed: {exc.reason}") from exc
+        except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, broken chunked framing
+            raise DownloadError(f"download of {url} failed: {type(exc).__name__}: {exc}") from exc
+        if expected_size is not None and size != expected_size:
+            raise DownloadError(f"download of {url} is truncated: {size} of {expected_size} bytes")
         actual = digest.hexdigest()
         if sha256 is not None and actual != sha256.lower():
             raise HashMismatchError(f"sha256 mismatch for {dest.name} downloaded from {url}: "
@@ -178,34 +295,45 @@ def _fetch_hf_hub(spec: str, sha256: str | None) -> Path:
     """``org/repo[@rev]/path/in/repo`` through huggingface_hub's own cache (it honours HF_HUB_OFFLINE)."""
     parts = spec.split("/")
     if len(parts) < 3 or not all(parts):
-        raise ValueError(f"hf-hub source {spec!r} must look like 'hf-hub:org/repo[@revision]/file'")
+        raise InvalidArgumentError(f"hf-hub source {spec!r} must look like 'hf-hub:org/repo[@revision]/file'")
     repo_id, _, revision = f"{parts[0]}/{parts[1]}".partition("@")
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as exc:
-        raise ImportError("weights on the Hugging Face Hub need huggingface_hub: "
-                          "pip install huggingface_hub") from exc
-    path = hf_hub_download(repo_id, "/".join(parts[2:]), revision=revision or None,
-                           library_name="snn_det_zoo", local_files_only=is_offline())
-    path = Path(path)
+        raise MissingDependencyError("weights on the Hugging Face Hub need huggingface_hub: "
+                                     "pip install huggingface_hub") from exc
+    try:
+        path = Path(hf_hub_download(repo_id, "/".join(parts[2:]), revision=revision or None,
+                                    library_name="snn_det_zoo", local_files_only=is_offline()))
+    except Exception as exc:  # its error types differ between releases (requests-, httpx-based, OSError...)
+        if is_offline():
+            raise OfflineError(f"hf-hub:{spec} is not in huggingface_hub's cache and downloads are off "
+                               "(SNN_DET_ZOO_OFFLINE or HF_HUB_OFFLINE is set); unset the switch, or put the "
+                               "file in place with `snn-det-zoo import-weights NAME PATH`") from exc
+        raise DownloadError(f"download of hf-hub:{spec} failed: {type(exc).__name__}: {exc}") from exc
     verify_sha256(path, sha256, "file")
     return path
 
 
 def _fetch_gdrive(file_id: str, dest: Path, sha256: str | None) -> Path:
+    removed = _drop_if_corrupt(dest, sha256)
     if dest.is_file():
-        verify_sha256(dest, sha256, "cached file")
         return dest
     if is_offline():
-        raise _offline_error(f"Google Drive file {file_id}", dest)
+        raise _offline_error(f"Google Drive file {file_id}", dest, removed)
     try:
         import gdown
     except ImportError as exc:
-        raise ImportError("weights on Google Drive need gdown: pip install gdown (or download the file by "
-                          "hand and run `snn-det-zoo import-weights NAME PATH`)") from exc
+        raise MissingDependencyError("weights on Google Drive need gdown: pip install gdown (or download the "
+                                     "file by hand and run `snn-det-zoo import-weights NAME PATH`)") from exc
     with atomic_path(dest, suffix=".part") as tmp:
-        if gdown.download(id=file_id, output=str(tmp), quiet=False) is None:
-            raise OSError(f"gdown could not download Google Drive file {file_id}")
+        try:
+            got = gdown.download(id=file_id, output=str(tmp), quiet=False)
+        except Exception as exc:  # gdown raises its own, requests' and urllib3's error types
+            raise DownloadError(f"gdown could not download Google Drive file {file_id}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+        if got is None:
+            raise DownloadError(f"gdown could not download Google Drive file {file_id}")
         verify_sha256(tmp, sha256, f"Google Drive file {file_id} downloaded as")
     return dest
 
@@ -223,7 +351,8 @@ def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[str,
         while key.startswith(_WRAPPER_PREFIXES):
             key = key.split(".", 1)[1]
         if key in out:
-            raise ValueError(f"state dict key {key!r} appears twice once wrapper prefixes are stripped")
+            raise CheckpointFormatError(f"state dict key {key!r} appears twice once wrapper prefixes are "
+                                        "stripped")
         out[key] = value
     return out
 
@@ -236,34 +365,44 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 27)
 
 
+def _read_safetensors(path: Path, data: bytes | None = None) -> OrderedDict[str, torch.Tensor]:
+    """The state dict of the safetensors ``path`` (parsed from ``data`` when its bytes are already read)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load, load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu") if data is None else load(data)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointFormatError(f"{path}: not a readable safetensors file ({exc})") from exc
+    return clean_state_dict(tensors)
+
+
 def load_state_dict_file(path: str | os.PathLike[str]) -> OrderedDict[str, torch.Tensor]:
     """Read a state dict: safetensors first, else ``torch.load(weights_only=True)`` for plain state dicts.
 
     Wrapper prefixes are stripped. Pickled model objects (the authors' checkpoints) are refused with a
     pointer to ``snn-det-zoo import-weights``.
+
+    Raises:
+        WeightsNotFoundError: no such file.
+        CheckpointFormatError: not a readable safetensors file or plain state dict (names the file).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise WeightsNotFoundError(f"weights file not found: {path}")
     if _is_safetensors(path):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return clean_state_dict(load_file(str(path), device="cpu"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+        return _read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for bad files
-        raise ValueError(f"{path}: not a plain state dict that torch.load(weights_only=True) accepts "
-                         f"({exc}); an authors' pickled checkpoint is converted with "
-                         "`snn-det-zoo import-weights NAME PATH`") from exc
+        raise CheckpointFormatError(f"{path}: not a plain state dict that torch.load(weights_only=True) "
+                                    f"accepts ({exc}); an authors' pickled checkpoint is converted with "
+                                    "`snn-det-zoo import-weights NAME PATH`") from exc
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a mapping of parameter names to tensors, got "
-                         f"{type(obj).__name__}")
+        raise CheckpointFormatError(f"{path}: expected a mapping of parameter names to tensors, got "
+                                    f"{type(obj).__name__}")
     return clean_state_dict(obj)
 
 
@@ -281,58 +420,137 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
 # The weights cache
 
 
-def read_cached_card(arch: str, tag: str) -> dict[str, Any] | None:
-    """The ``card.json`` of cached weights ``arch.tag``, or ``None`` when they are not cached."""
-    card = weights_dir(arch, tag) / "card.json"
-    if not card.is_file():
+def _read_card(card: Path) -> dict[str, Any] | None:
+    try:
+        text = card.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
     try:
-        return json.loads(card.read_text(encoding="utf-8"))
+        record = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{card}: corrupt cache record ({exc}); delete {card.parent} and import "
-                         "again") from exc
+        raise CheckpointFormatError(f"{card}: corrupt cache record ({exc}); delete {card.parent} and import "
+                                    "again") from exc
+    if not isinstance(record, dict):
+        raise CheckpointFormatError(f"{card}: corrupt cache record (a JSON {type(record).__name__}, not an "
+                                    f"object); delete {card.parent} and import again")
+    return record
+
+
+def _current_card(folder: Path) -> dict[str, Any] | None:
+    """The card in ``folder`` now (``None`` also when unreadable): to notice a concurrent save_weights."""
+    try:
+        return _read_card(folder / "card.json")
+    except CheckpointFormatError:
+        return None
+
+
+def read_cached_card(arch: str, tag: str) -> dict[str, Any] | None:
+    """The ``card.json`` of cached weights ``arch.tag``, or ``None`` when they are not cached.
+
+    Raises:
+        CheckpointFormatError: the card is not a JSON object (names the file).
+    """
+    return _read_card(weights_dir(arch, tag) / "card.json")
+
+
+def _card_file(card: Mapping[str, Any] | None) -> str | None:
+    """The weights file a card vouches for, or ``None`` when the card's ``file`` is not one of ours."""
+    name = card.get("file", _LEGACY_FILE) if card is not None else None
+    return name if isinstance(name, str) and _WEIGHTS_FILE.fullmatch(name) else None
+
+
+def _remove_stale(folder: Path, keep: str) -> None:
+    # Keep also what the card names now, in case another save of this entry replaced it meanwhile.
+    keep_names = {keep, _card_file(_current_card(folder))}
+    for old in folder.glob("model*.safetensors"):
+        if old.name not in keep_names and _WEIGHTS_FILE.fullmatch(old.name):
+            old.unlink(missing_ok=True)
 
 
 def save_weights(
     arch: str, tag: str, state_dict: Mapping[str, torch.Tensor], record: Mapping[str, Any]
 ) -> Path:
-    """Write ``model.safetensors`` and then ``card.json`` for ``arch.tag`` into the cache, atomically.
+    """Store ``state_dict`` as the cached weights ``arch.tag``; returns the safetensors file.
 
-    ``record`` is stored in ``card.json`` together with the sha256 of the written safetensors file.
+    ``record`` is stored in ``card.json`` together with the name and sha256 of the safetensors file. The
+    file is written under its content name first, ``card.json`` replaced atomically next, and the files of
+    the previous entry removed last, so the old entry stays usable until the new one is complete.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = weights_dir(arch, tag)
-    (folder / "card.json").unlink(missing_ok=True)  # the old record must not vouch for the new file
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"arch": arch, "tag": tag, "format": "snn_det_zoo"})
-        digest = sha256_file(tmp)
-    card = {"name": f"{arch}.{tag}", "arch": arch, "tag": tag, **record, "sha256": digest,
+    # Serialised in memory so that the name (from the hash) is known before anything is written.
+    data = save(tensors, metadata={"arch": arch, "tag": tag, "format": "snn_det_zoo"})
+    del tensors
+    digest = hashlib.sha256(data).hexdigest()
+    path = folder / f"model-{digest[:16]}.safetensors"
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    card = {"name": f"{arch}.{tag}", "arch": arch, "tag": tag, **record, "file": path.name, "sha256": digest,
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     with atomic_path(folder / "card.json") as tmp:
         tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    return folder / "model.safetensors"
-
-
-def _cached_weights(arch: str, tag: str, entry: Mapping[str, Any]) -> Path | None:
-    """The verified cached safetensors of ``arch.tag``, or ``None`` when nothing is cached."""
-    card = read_cached_card(arch, tag)
-    if card is None:
-        return None
-    path = weights_dir(arch, tag) / "model.safetensors"
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path} is missing although {path.parent / 'card.json'} exists; delete "
-                                   f"{path.parent} and fetch or import the weights again")
-    verify_sha256(path, card.get("sha256"), "cached weights")
-    expected = entry.get("sha256")
-    # The card's hash pins the bytes: of the safetensors itself, or of the authors' file it was made from.
-    recorded = card.get("sha256") if entry.get("format") == "safetensors" else card.get("source_sha256")
-    if expected is not None and recorded != expected:
-        raise HashMismatchError(f"cached weights {path} come from a file with sha256 {recorded}, but the "
-                                f"model card expects {expected}; delete {path.parent} and fetch or import "
-                                "again")
+    _remove_stale(folder, keep=path.name)
     return path
+
+
+class _CorruptEntry(Exception):
+    """A cache entry failed its check and was removed; the message says what was removed."""
+
+
+def _removed_entry(folder: Path, card: Mapping[str, Any] | None, path: Path | None,
+                   problem: str) -> _CorruptEntry:
+    """Remove a corrupt entry, its card first so that nothing vouches for the file; the error to raise."""
+    if card is None or _current_card(folder) == card:  # not a card a concurrent save has just written
+        (folder / "card.json").unlink(missing_ok=True)
+    if path is not None:
+        path.unlink(missing_ok=True)
+    note = f"the cached weights {folder.parent.name}.{folder.name} at {path or folder} {problem}; removed them"
+    warnings.warn(f"{note}, fetching them again", stacklevel=4)
+    return _CorruptEntry(note)
+
+
+def _cached_weights(
+    arch: str, tag: str, entry: Mapping[str, Any]
+) -> tuple[OrderedDict[str, torch.Tensor], Path] | None:
+    """The cached state dict of ``arch.tag`` and its file, verified against the card; ``None`` if not cached.
+
+    The bytes are read once, then hashed and parsed, so what is loaded is what was verified. A corrupt entry
+    (unreadable card, missing file, bytes unlike the card's hash) is removed and :class:`_CorruptEntry`
+    raised, so that the caller fetches the weights again.
+    """
+    folder = weights_dir(arch, tag)
+    for _ in range(3):  # a concurrent save_weights may remove the file of the card just read: read again
+        try:
+            card = read_cached_card(arch, tag)
+        except CheckpointFormatError as exc:
+            raise _removed_entry(folder, None, None, f"have an unreadable card.json ({exc})") from None
+        if card is None:
+            return None
+        name, digest = _card_file(card), card.get("sha256")
+        if name is None or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise _removed_entry(folder, card, None, f"have a card.json without a valid file and sha256 ({card})")
+        path = folder / name
+        expected = entry.get("sha256")
+        # The card pins the bytes of the file the weights were made from; a card without source_sha256 (a
+        # hand-made record) only those of the cached file.
+        recorded = card.get("source_sha256") or digest
+        if expected is not None and recorded != expected:
+            raise HashMismatchError(f"cached weights {path} come from a file with sha256 {recorded}, but the "
+                                    f"model card expects {expected}; delete {folder} and fetch or import "
+                                    "again")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if _current_card(folder) != card:
+                continue
+            raise _removed_entry(folder, card, None, f"lack the file {name} that their card.json names") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest.lower():
+            raise _removed_entry(folder, card, path, f"have sha256 {actual}, but their card.json says {digest}")
+        return _read_safetensors(path, data), path
+    raise WeightsNotFoundError(f"the cache entry {folder} kept changing while it was read; try again")
 
 
 def _manual_instructions(arch: str, tag: str, entry: Mapping[str, Any]) -> str:
@@ -364,11 +582,11 @@ def _fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
     if source.startswith("gdrive:"):
         try:
             return _fetch_gdrive(source[len("gdrive:"):], downloads / "checkpoint.pt", sha)
-        except (ImportError, OfflineError, OSError) as exc:
+        except (MissingDependencyError, OfflineError, DownloadError) as exc:
             raise WeightsNotFoundError(f"{_manual_instructions(arch, tag, entry)} [{exc}]") from exc
     if source.startswith("gdrive-folder:"):  # which file of the folder to take is a human decision
         raise WeightsNotFoundError(_manual_instructions(arch, tag, entry))
-    raise ValueError(f"weights {arch}.{tag}: unsupported source {source!r}")
+    raise InvalidArgumentError(f"weights {arch}.{tag}: unsupported source {source!r}")
 
 
 def load_pretrained(model: nn.Module, arch: str, tag: str, entry: Mapping[str, Any]) -> nn.Module:
@@ -376,17 +594,33 @@ def load_pretrained(model: nn.Module, arch: str, tag: str, entry: Mapping[str, A
 
     Order: the verified cache (imported or previously fetched weights); else the source: a safetensors file
     is verified and loaded as is; an authors' pickle is verified, converted by :mod:`snn_det_zoo.port`,
-    cached as safetensors and loaded. Missing or unexpected keys raise an error that lists them.
+    cached as safetensors and loaded. A corrupt cache entry is removed and the weights fetched again.
+    Missing or unexpected keys raise an error that lists them.
     """
-    path = _cached_weights(arch, tag, entry)
-    if path is None:
-        source = _fetch_source(arch, tag, entry)
+    removed = ""
+    try:
+        cached = _cached_weights(arch, tag, entry)
+    except _CorruptEntry as exc:
+        cached, removed = None, str(exc)
+    if cached is not None:
+        state_dict, path = cached
+    else:
+        try:
+            source = _fetch_source(arch, tag, entry)
+        except (WeightsNotFoundError, OfflineError, DownloadError, MissingDependencyError) as exc:
+            if not removed:
+                raise
+            # Those two already say how to get the weights; the others only what failed.
+            how = "" if isinstance(exc, WeightsNotFoundError | OfflineError) else (
+                f"; fetch them again once the source is reachable, or import a file by hand: snn-det-zoo "
+                f"import-weights {arch}.{tag} PATH")
+            raise WeightsNotFoundError(f"{removed}, and they cannot be fetched again: {exc}{how}") from exc
         if entry.get("format") == "safetensors":
-            path = source
+            path, state_dict = source, load_state_dict_file(source)
         else:
             from .port.importer import convert_file  # port/ is only needed for authors' checkpoints
 
             state_dict, record = convert_file(arch, tag, source, entry)
             path = save_weights(arch, tag, state_dict, record)
-    load_state_dict_strict(model, load_state_dict_file(path), str(path))
+    load_state_dict_strict(model, state_dict, str(path))
     return model

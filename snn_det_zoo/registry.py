@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from ._cards import variant_cards
+from .errors import InvalidArgumentError, UnknownModelError
 
 __all__ = [
     "UnknownModelError",
@@ -35,15 +36,11 @@ _FAMILY: dict[str, str] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
 
-class UnknownModelError(ValueError):
-    """A model name or weights tag that the registry does not know."""
-
-
 def register_model(fn: F) -> F:
     """Register ``fn`` under its function name; the family is the name of its module (``archs/<family>.py``)."""
     name = fn.__name__
     if name in _ENTRYPOINTS:
-        raise ValueError(f"a model named {name!r} is already registered (by {_ENTRYPOINTS[name].__module__})")
+        raise InvalidArgumentError(f"a model named {name!r} is already registered (by {_ENTRYPOINTS[name].__module__})")
     _ENTRYPOINTS[name] = fn
     _FAMILY[name] = fn.__module__.rsplit(".", 1)[-1]
     return fn
@@ -58,7 +55,7 @@ def split_model_name(name: str) -> tuple[str, str | None]:
     if not isinstance(name, str) or not name:
         raise TypeError(f"a model name must be a non-empty string, got {name!r}")
     if "/" in name or "\\" in name:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name!r} looks like a path; to use a weights file run `snn-det-zoo import-weights NAME PATH` "
             "and then create_model(NAME, pretrained=True)"
         )

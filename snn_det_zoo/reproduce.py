@@ -29,6 +29,7 @@ from typing import Any
 from torch import nn
 
 from ._atomic import atomic_open
+from .errors import DataNotFoundError, InvalidArgumentError
 
 __all__ = ["PAPERS", "TOLERANCES", "PaperRow", "count_parameters", "paper_table", "to_markdown", "write_csv"]
 
@@ -203,7 +204,7 @@ def paper_table(
     from .results import paper_rows
 
     if paper not in PAPERS:
-        raise ValueError(f"unknown paper {paper!r}; choose from {', '.join(sorted(PAPERS))}")
+        raise InvalidArgumentError(f"unknown paper {paper!r}; choose from {', '.join(sorted(PAPERS))}")
     family = PAPERS[paper]
     run_kwargs.setdefault("results_dir", None)
     measurements = _Measurements(coco, gen1, measure, run_kwargs)
@@ -299,7 +300,7 @@ def write_csv(path: str | os.PathLike[str], rows: list[PaperRow]) -> Path:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     for option, root in (("--coco", args.coco), ("--gen1", args.gen1)):
         if root is not None and not Path(root).is_dir():
-            raise FileNotFoundError(f"{option} {root}: no such directory")
+            raise DataNotFoundError(f"{option} {root}: no such directory")
     rows = paper_table(args.paper, coco=args.coco, gen1=args.gen1, device=args.device,
                        batch_size=args.batch_size, limit=args.limit, progress=not args.quiet,
                        results_dir=args.results)

@@ -9,6 +9,9 @@ import torch
 from PIL import Image
 
 from snn_det_zoo.data.coco import CategoryMap, CocoDetection
+from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError
+from snn_det_zoo.eval import coco as coco_eval
+from snn_det_zoo.eval.coco import check_coco_dict
 from snn_det_zoo.eval.constants import COCO80_TO_COCO91
 from snn_det_zoo.nn.transform import LetterboxInfo, unletterbox_boxes
 
@@ -109,11 +112,38 @@ def test_bad_boxes_categories_and_missing_images(tmp_path):
     for p in images_dir.iterdir():
         p.unlink()
     images_dir.rmdir()
-    unknown = [{"id": 1, "image_id": 7, "category_id": 12, "bbox": [1, 2, 3, 4]}]
-    images_dir, ann_file = write_case(tmp_path, annotations=unknown)
-    with pytest.raises(ValueError, match=r"category ids \[12\]"):
-        CocoDetection(images_dir, ann_file)
+    # Category 12 is in the file but not in the map given.
+    ann = [{"id": 1, "image_id": 7, "category_id": 12, "bbox": [1, 2, 3, 4]}]
+    images_dir, ann_file = write_case(tmp_path, categories=[*COCO80_CATEGORIES, {"id": 12}], annotations=ann)
+    with pytest.raises(InvalidArgumentError, match=r"category ids \[12\] that are not in the category map given"):
+        CocoDetection(images_dir, ann_file, categories=CategoryMap(COCO80_TO_COCO91))
     ds = CocoDetection(images_dir, ann_file, categories=CategoryMap([12]))
     (images_dir / "a.png").unlink()
-    with pytest.raises(FileNotFoundError, match=re.escape("a.png")):
+    with pytest.raises(DataNotFoundError, match=re.escape("a.png")):
         ds[0]
+    with pytest.raises(DataNotFoundError, match=re.escape(str(tmp_path / "nowhere"))):
+        CocoDetection(tmp_path / "nowhere", ann_file)
+    with pytest.raises(DataNotFoundError, match=re.escape(str(tmp_path / "none.json"))):
+        CocoDetection(images_dir, tmp_path / "none.json")
+
+
+def test_annotation_files_the_metrics_refuse_are_refused_through_the_same_check(tmp_path, monkeypatch):
+    from test_eval import broken_ground_truths  # the metric tests' cases, here on an annotation file
+
+    images_dir, ann_file = write_case(tmp_path)
+    good = json.loads(ann_file.read_text())
+    for broken, message in broken_ground_truths(good):
+        ann_file.write_text(json.dumps(broken))
+        with pytest.raises(DataFormatError, match=re.escape(f"{ann_file}: {message}")):
+            CocoDetection(images_dir, ann_file)
+    # One validation for both: the dataset's refusals are check_coco_dict's, called on the file's path.
+    calls = []
+
+    def spy(data, source="ground truth"):
+        calls.append(source)
+        return check_coco_dict(data, source)
+
+    monkeypatch.setattr(coco_eval, "check_coco_dict", spy)
+    ann_file.write_text(json.dumps(good))
+    CocoDetection(images_dir, ann_file)
+    assert calls == [str(ann_file)]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from snn_det_zoo.data import gen1 as gen1_module
 from snn_det_zoo.data.events import (
     EMSYOLO_GEN1_GEOMETRY,
     SPIKEYOLO_GEN1_GEOMETRY,
@@ -20,6 +21,7 @@ from snn_det_zoo.data.events import (
 from snn_det_zoo.data.gen1 import (
     BBOX_DTYPE,
     EVENT_DTYPE,
+    GEN1_NUM_CLASSES,
     DatFile,
     authors_gen1_targets,
     read_boxes,
@@ -27,6 +29,7 @@ from snn_det_zoo.data.gen1 import (
     write_dat,
 )
 from snn_det_zoo.data.gen1_dataset import Gen1Detection
+from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, ZooError
 
 HEADER = (
     b"% Data file containing Event2D events.\n% Version 2\n% Date 2019-01-01 00:00:00\n"
@@ -101,17 +104,41 @@ def test_time_window_is_half_open_and_exact(tmp_path):
     assert dat.last_time == int(ev["t"][-1])
 
 
-def test_window_read_decodes_only_the_window(tmp_path):
+def test_window_read_refuses_a_file_out_of_order_anywhere(tmp_path):
     ev = random_events(2000, 1_000_000, seed=4)
     path = tmp_path / "part_td.dat"
     write_dat(path, ev)
-    # Corrupt the last event (time goes backwards): only a read that reaches it can notice.
+    data_offset = DatFile(path).header.data_offset
+    # Corrupt the last event (time goes backwards). A window far from it used to decode without a word, and a
+    # window after the drop could come back empty: the binary search assumes sorted timestamps.
     data = bytearray(path.read_bytes())
     data[-8:-4] = struct.pack("<I", 0)
     path.write_bytes(bytes(data))
-    np.testing.assert_array_equal(read_dat(path, 0, 500_000), ev[ev["t"] < 500_000])
-    with pytest.raises(ValueError, match="timestamp goes backwards"):
-        read_dat(path)
+    last = len(ev) - 1
+    message = (
+        rf"part_td\.dat: corrupt event {last} at byte offset {data_offset + 8 * last}: "
+        rf"timestamp goes backwards \(0 us after {ev['t'][-2]} us\)"
+    )
+    for lo, hi in [(0, 500_000), (None, None), (900_000, None)]:
+        with pytest.raises(DataFormatError, match=message):
+            read_dat(path, lo, hi)
+    with pytest.raises(DataFormatError, match=message):
+        DatFile(path).index_at(10)
+
+
+@pytest.mark.parametrize("drop_at", [1, 3, 4, 5, 8, 9])
+def test_order_check_sees_steps_across_chunk_boundaries(tmp_path, monkeypatch, drop_at):
+    monkeypatch.setattr(gen1_module, "_ORDER_CHUNK", 4)  # chunks [0, 4], [4, 8], [8, 9]: every boundary tested
+    t = [10 * (i + 1) for i in range(10)]
+    t[drop_at] = t[drop_at - 1] - 1
+    path = tmp_path / "c_td.dat"
+    path.write_bytes(HEADER + bytes([0, 8]) + b"".join(pack(ti, 1, 1, 1) for ti in t))
+    offset = len(HEADER) + 2 + 8 * drop_at
+    with pytest.raises(DataFormatError, match=rf"corrupt event {drop_at} at byte offset {offset}: timestamp goes"):
+        read_dat(path, 0, 5)
+    ordered = tmp_path / "ok_td.dat"
+    write_dat(ordered, events([(int(ti) * 10, 1, 1, 1) for ti in range(10)]))
+    assert len(read_dat(ordered, 0, 50)) == 5
 
 
 def test_truncated_dat_names_file_and_offset(tmp_path):
@@ -185,6 +212,7 @@ def test_read_boxes_all_dtype_versions(tmp_path):
     )
     b = np.zeros(3, no_track)
     b["t"] = [5, 5, 9]
+    b["w"] = b["h"] = 1
     np.save(tmp_path / "nt_bbox.npy", b)
     c = np.zeros(1, BBOX_DTYPE)
     c[0] = (42, 1, 2, 3, 4, 1, 9, 0.25)
@@ -202,6 +230,7 @@ def test_read_boxes_all_dtype_versions(tmp_path):
 def test_read_boxes_errors(tmp_path):
     c = np.zeros(4, BBOX_DTYPE)
     c["t"] = [1, 2, 3, 4]
+    c["w"] = c["h"] = 10
     np.save(tmp_path / "cut_bbox.npy", c)
     raw = (tmp_path / "cut_bbox.npy").read_bytes()
     header_end = len(raw) - 4 * BBOX_DTYPE.itemsize
@@ -220,6 +249,60 @@ def test_read_boxes_errors(tmp_path):
     (tmp_path / "junk_bbox.npy").write_bytes(b"not numpy at all")
     with pytest.raises(ValueError, match=re.escape("junk_bbox.npy: not a .npy file")):
         read_boxes(tmp_path / "junk_bbox.npy")
+
+
+def label_file(path, dtype=BBOX_DTYPE, **box2):
+    """Four good labels (car and pedestrian, sorted in time) in ``dtype``, box 2 overridden by ``box2``."""
+    c = np.zeros(4, dtype)
+    c["t" if "t" in dtype.names else "ts"] = [1, 2, 3, 4]
+    c["x"], c["y"], c["w"], c["h"] = 5, 6, 20, 10
+    c["class_id"] = [0, 1, 0, 1]
+    for key, value in box2.items():
+        c[key][2] = value
+    np.save(path, c)
+    header_end = path.stat().st_size - 4 * dtype.itemsize
+    return header_end + 2 * dtype.itemsize  # the byte offset of box 2
+
+
+SIGNED_OLD_DTYPE = np.dtype(
+    [("ts", "<i8"), ("x", "<f8"), ("y", "<f8"), ("w", "<f8"), ("h", "<f8"), ("class_id", "<i4")]
+)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "box2", "why"),
+    [
+        (BBOX_DTYPE, {"class_id": 2}, r"class_id must be in 0\.\.1 \(2 classes\); got .*class_id 2"),
+        (SIGNED_OLD_DTYPE, {"class_id": -1}, r"class_id must be in 0\.\.1 .*class_id -1$"),
+        (BBOX_DTYPE, {"x": np.nan}, r"x, y, w and h must be finite; got x nan"),
+        (SIGNED_OLD_DTYPE, {"h": np.inf}, r"x, y, w and h must be finite; got .*h inf"),
+        (BBOX_DTYPE, {"w": 0}, r"w and h must be > 0; got .*w 0\.0"),
+        (SIGNED_OLD_DTYPE, {"h": -3}, r"w and h must be > 0; got .*h -3\.0"),
+    ],
+)
+def test_read_boxes_refuses_labels_no_metric_can_use(tmp_path, dtype, box2, why):
+    path = tmp_path / "bad_bbox.npy"
+    offset = label_file(path, dtype, **box2)
+    with pytest.raises(DataFormatError, match=rf"bad_bbox\.npy: corrupt box 2 at byte offset {offset}: {why}"):
+        read_boxes(path)
+
+
+def test_read_boxes_number_of_classes(tmp_path):
+    assert GEN1_NUM_CLASSES == 2  # car = 0, pedestrian = 1
+    path = tmp_path / "three_bbox.npy"
+    label_file(path, class_id=2)
+    assert read_boxes(path, num_classes=3)["class_id"].tolist() == [0, 1, 2, 1]
+    with pytest.raises(InvalidArgumentError, match="num_classes must be a positive integer"):
+        read_boxes(path, num_classes=0)
+    label_file(path)
+    assert len(read_boxes(path)) == 4
+
+
+def test_missing_files_are_data_not_found(tmp_path):
+    for read, name in [(read_boxes, "none_bbox.npy"), (DatFile, "none_td.dat"), (read_dat, "none_td.dat")]:
+        with pytest.raises(DataNotFoundError, match=re.escape(str(tmp_path / name))) as info:
+            read(tmp_path / name)
+        assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, ZooError)
 
 
 def test_authors_targets_keep_last_per_track_and_clamp_like_the_authors():
@@ -392,11 +475,17 @@ def test_gen1_histogram_sample_matches_direct_computation(tmp_path):
 
 
 def test_gen1_dataset_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="split folder"):
+    with pytest.raises(DataNotFoundError, match="split folder"):
         Gen1Detection(tmp_path, "test")
     make_split(tmp_path)
-    with pytest.raises(ValueError, match="unknown representation"):
+    with pytest.raises(InvalidArgumentError, match="unknown representation"):
         Gen1Detection(tmp_path, "test", representation="voxel")
+    # A label file no metric can use stops the dataset at construction, naming the file.
+    labels = read_boxes(tmp_path / "test" / "rec_bbox.npy")
+    labels["class_id"][3] = 7
+    np.save(tmp_path / "test" / "rec_bbox.npy", labels)
+    with pytest.raises(DataFormatError, match=r"rec_bbox\.npy: corrupt box 3 at byte offset \d+: class_id must be"):
+        Gen1Detection(tmp_path, "test")
     (tmp_path / "test" / "rec_td.dat").unlink()
-    with pytest.raises(FileNotFoundError, match=re.escape("rec_td.dat")):
+    with pytest.raises(DataNotFoundError, match=re.escape("rec_td.dat")):
         Gen1Detection(tmp_path, "test")

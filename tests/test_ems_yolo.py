@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cuda
 from safetensors.torch import load_file, safe_open
 from spikingjelly.activation_based import functional
 from torch import nn
@@ -88,7 +87,7 @@ def test_fused_neuron_equals_per_step_reference_forward_and_backward(with_state)
     torch.testing.assert_close(v0_f.grad, v0_ref.grad, rtol=0, atol=1e-12)
 
 
-@cuda
+@pytest.mark.cuda
 def test_neuron_on_cuda_equals_cpu():
     x = _random_input((4, 3, 64)).float()
     x_cpu, x_gpu = x.clone().requires_grad_(), x.cuda().requires_grad_()

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ import torch
 
 from snn_det_zoo.data.events import SPIKEYOLO_GEN1_GEOMETRY
 from snn_det_zoo.data.gen1 import BBOX_DTYPE
-from snn_det_zoo.eval.coco import coco_metrics, to_coco_results
-from snn_det_zoo.eval.constants import COCO80_TO_COCO91, COCO_STAT_KEYS, GEN1_PSEE
-from snn_det_zoo.eval.gen1 import _windows, filter_boxes, gen1_metrics, predictions_to_boxes
+from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, MissingDependencyError
+from snn_det_zoo.eval.coco import _evaluate, _prepared_gt, coco_metrics, to_coco_results
+from snn_det_zoo.eval.constants import COCO80_TO_COCO91, COCO_STAT_KEYS, GEN1_PSEE, GEN4_PSEE
+from snn_det_zoo.eval.gen1 import PROTOCOLS, _windows, filter_boxes, gen1_metrics, predictions_to_boxes
 
 
 def random_coco_case(seed=0, n_images=40):
@@ -161,6 +163,158 @@ def test_to_coco_results_maps_boxes_and_categories():
         to_coco_results(preds, [1])
 
 
+# ---------------------------------------------------------------- garbage in: refused, never scored
+
+NAN, INF = float("nan"), float("inf")
+ONE_BOX_GT = {
+    "images": [{"id": 1, "width": 100, "height": 100}],
+    "categories": [{"id": 1, "name": "a"}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]}],
+}
+
+
+def test_the_backends_disagree_on_nan_boxes_so_both_refuse_them():
+    nan_det = {"image_id": 1, "category_id": 1, "bbox": [NAN] * 4, "score": 0.9}
+    # Why: unchecked, pycocotools' IoU counts the NaN box as a match and faster-coco-eval as a miss.
+    raw = [{**nan_det, "area": NAN, "id": 1, "iscrowd": 0}]
+    gt = _prepared_gt(ONE_BOX_GT)
+    assert _evaluate("pycocotools", gt, raw, None)[0] == pytest.approx(1.0)
+    assert _evaluate("faster", gt, raw, None)[0] == 0.0
+    good = {**nan_det, "bbox": [10, 10, 20, 20]}
+    for backend in ("pycocotools", "faster"):
+        with pytest.raises(
+            InvalidArgumentError,
+            match=re.escape(
+                "detections[1] (image_id 1): box is not finite: bbox [nan, nan, nan, nan], score 0.9; "
+                "expected bbox [x, y, w, h] of finite numbers with w >= 0 and h >= 0 and a finite score"
+            ),
+        ):
+            coco_metrics(ONE_BOX_GT, [good, nan_det], backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"score": NAN}, "score is not finite"),
+        ({"score": INF}, "score is not finite"),
+        ({"bbox": [10, INF, 20, 20]}, "box is not finite"),
+        ({"bbox": [30, 30, -20, 20]}, "negative width or height"),
+        ({"bbox": [10, 10, 20, -0.5]}, "negative width or height"),
+        ({"bbox": [10, 10, 20]}, "detections[0]['bbox'] is [10, 10, 20]; expected 4 numbers"),
+        ({"bbox": [10, 10, "20", 20]}, "detections[0]['bbox'] is [10, 10, '20', 20]; expected 4 numbers"),
+        ({"image_id": 1.5}, "detections[0]['image_id'] is 1.5; expected an integer"),
+        ({"score": None}, "detections[0]['score'] is None; expected a number"),
+    ],
+)
+def test_detections_with_garbage_values_are_refused(change, message):
+    det = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.5, **change}
+    for backend in ("pycocotools", "faster"):
+        with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+            coco_metrics(ONE_BOX_GT, [det], backend=backend)
+    # An empty box is a legal (useless) detection.
+    empty = {**det, "bbox": [10, 10, 0, 0], "score": 0.5, "image_id": 1}
+    assert coco_metrics(ONE_BOX_GT, [empty])["AP"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("box", "score", "why"),
+    [
+        ([NAN, 0, 10, 10], 0.5, "box is not finite"),
+        ([0, 0, INF, 10], 0.5, "box is not finite"),
+        ([0, 0, 10, 10], NAN, "score is not finite"),
+        ([10, 0, 5, 10], 0.5, "negative width or height"),
+    ],
+)
+def test_to_coco_results_refuses_nonfinite_and_inverted_boxes(box, score, why):
+    good = {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
+    bad = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], box]),
+        "scores": torch.tensor([0.9, score]),
+        "labels": torch.tensor([0, 0]),
+    }
+    with pytest.raises(InvalidArgumentError, match=re.escape("predictions[1] (image_id 8): box 1 [") + ".*" + why):
+        to_coco_results([good, bad], [7, 8])
+    # A [2, 6] array used to be reshaped into three boxes without a word.
+    with pytest.raises(InvalidArgumentError, match=re.escape("(image_id 7): boxes must have shape [N, 4], got (2, 6)")):
+        to_coco_results([{**good, "boxes": torch.zeros(2, 6)}], [7])
+
+
+def test_error_types(monkeypatch):
+    with pytest.raises(InvalidArgumentError, match="backend must be one of"):
+        coco_metrics(ONE_BOX_GT, [], backend="torchmetrics")
+    with pytest.raises(InvalidArgumentError, match=r"img_ids not in the ground truth: \[5\]"):
+        coco_metrics(ONE_BOX_GT, [], img_ids=[1, 5])
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=re.escape("pip install 'snn-det-zoo[fast]'")):
+        coco_metrics(ONE_BOX_GT, [], backend="faster")
+
+
+def broken_ground_truths(gt):
+    """``(a broken copy of gt, what the error says after "<source>: ")`` for each refusal of
+    ``check_coco_dict``; ``gt`` has at least two annotations. The COCO data tests reuse it on files."""
+    a0, a1, *rest = gt["annotations"]
+    im0, cat0 = gt["images"][0], gt["categories"][0]
+    n_img, n_cat = len(gt["images"]), len(gt["categories"])
+
+    def ann0(**change):
+        return {**gt, "annotations": [{**a0, **change}, a1, *rest]}
+
+    return [
+        (
+            {**gt, "annotations": [a0, {**a1, "id": a0["id"]}, *rest]},
+            f"annotations[1] repeats id {a0['id']} of annotations[0]",
+        ),
+        (
+            {**gt, "images": [*gt["images"], dict(im0)]},
+            f"images[{n_img}] repeats id {im0['id']} of images[0]",
+        ),
+        (
+            {**gt, "categories": [*gt["categories"], dict(cat0)]},
+            f"categories[{n_cat}] repeats id {cat0['id']} of categories[0]",
+        ),
+        (
+            ann0(image_id=123456),
+            f"annotations[0] (id {a0['id']}) refers to image_id 123456, which is not in 'images'",
+        ),
+        (
+            ann0(category_id=654),
+            f"annotations[0] (id {a0['id']}) refers to category_id 654, which is not in 'categories'",
+        ),
+        (
+            ann0(bbox=[NAN, 1, 2, 3]),
+            f"annotations[0] (id {a0['id']}): box is not finite: bbox [nan, 1, 2, 3]; "
+            "expected [x, y, w, h] of finite numbers with w >= 0 and h >= 0",
+        ),
+        (ann0(bbox=[1, 2, 3, INF]), f"annotations[0] (id {a0['id']}): box is not finite"),
+        (ann0(bbox=[1, 2, -3, 4]), f"annotations[0] (id {a0['id']}): negative width or height"),
+        (ann0(area=NAN), f"annotations[0] (id {a0['id']}) has area nan; expected a finite number >= 0"),
+    ]
+
+
+def test_ground_truth_with_broken_ids_or_boxes_is_refused_naming_source_and_id(tmp_path):
+    gt, dets = random_coco_case(n_images=5)
+    path = tmp_path / "instances_broken.json"
+    for broken, message in broken_ground_truths(gt):
+        with pytest.raises(DataFormatError, match=re.escape(f"ground truth: {message}")):
+            coco_metrics(broken, dets)
+        path.write_text(json.dumps(broken))  # json writes NaN / Infinity and reads them back
+        for backend in ("pycocotools", "faster"):
+            with pytest.raises(DataFormatError, match=re.escape(f"{path}: {message}")):
+                coco_metrics(path, dets, backend=backend)
+    with pytest.raises(DataNotFoundError, match=re.escape(str(tmp_path / "missing.json"))):
+        coco_metrics(tmp_path / "missing.json", dets)
+
+
+def test_zero_size_ground_truth_is_allowed_as_in_coco_train2017():
+    # instances_train2017.json has two boxes of height 0.0 (cocodataset/cocoapi#355): a miss, as pycocotools
+    # scores it, not an error.
+    gt = {**ONE_BOX_GT, "annotations": [*ONE_BOX_GT["annotations"], {**ONE_BOX_GT["annotations"][0], "id": 2,
+                                                                     "bbox": [296.65, 388.33, 1.03, 0.0]}]}
+    det = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}]
+    for backend in ("pycocotools", "faster"):
+        assert coco_metrics(gt, det, backend=backend)["AR100"] == pytest.approx(0.5)
+
+
 # ---------------------------------------------------------------- Gen1
 
 
@@ -270,7 +424,7 @@ def test_frames_protocol_uses_exact_timestamps_and_authors_labels():
         gen1_metrics(gt, [gt[0]], "rvt")
     bad = gt[0].copy()
     bad["class_id"] = 5
-    with pytest.raises(ValueError, match=r"class ids \[5\]"):
+    with pytest.raises(InvalidArgumentError, match=r"dt_boxes\[0\]: box 0 \(t 400000\): class_id must be in 0\.\.1"):
         gen1_metrics(gt, [bad], "frames")
 
 
@@ -287,3 +441,37 @@ def test_predictions_to_boxes_maps_input_pixels_back():
         [out["x"][0], out["y"][0], out["w"][0], out["h"][0]], [10, 20, 40, 40], atol=1e-4
     )
     assert out["class_id"].tolist() == [1, 1] and out["class_confidence"][0] == pytest.approx(0.7)
+    with pytest.raises(InvalidArgumentError, match=re.escape("predictions[1]: boxes must have shape [N, 4]")):
+        predictions_to_boxes([pred, {**pred, "boxes": torch.zeros(1, 6)}], [1, 2])
+
+
+def test_gen1_metrics_refuse_boxes_the_size_filter_would_hide():
+    gt = [boxes([(1_000_000, 10, 10, 40, 40, 0, 1), (2_000_000, 50, 50, 60, 30, 1, 1)])]
+    dt = gt[0].copy()
+    assert gen1_metrics(gt, [dt], "psee")["AP"] == pytest.approx(1.0)
+    # Under psee a NaN box used to fail the size filter and vanish from the scoring without a word.
+    cases = [
+        ("x", NAN, "x, y, w and h must be finite"),
+        ("w", -5, "w and h must be >= 0"),
+        ("class_confidence", NAN, "class_confidence nan must be finite"),
+        ("class_id", 2, r"class_id must be in 0\.\.1 \(2 classes\)"),
+    ]
+    for field, value, why in cases:
+        bad = dt.copy()
+        bad[field][1] = value
+        for protocol in PROTOCOLS:
+            with pytest.raises(InvalidArgumentError, match=rf"dt_boxes\[0\]: box 1 \(t 2000000\): {why}"):
+                gen1_metrics(gt, [bad], protocol)
+    empty = dt.copy()
+    empty["w"][1] = 0  # a zero-size detection is legal (and useless)
+    assert gen1_metrics(gt, [empty], "frames")["AP"] < 1.0
+    flat = gt[0].copy()
+    flat["h"][0] = 0  # a label must have a size
+    with pytest.raises(InvalidArgumentError, match=r"gt_boxes\[0\]: box 0 \(t 1000000\): w and h must be > 0"):
+        gen1_metrics([flat], [dt], "frames")
+    # The camera's classes set the range: the 1 Mpx camera has three.
+    three = dt.copy()
+    three["class_id"][1] = 2
+    with pytest.raises(InvalidArgumentError, match=r"class_id must be in 0\.\.2 \(3 classes\)"):
+        gen1_metrics(gt, [boxes([(1_000_000, 10, 10, 40, 40, 3, 1)])], "psee", camera=GEN4_PSEE)
+    gen1_metrics(gt, [three], "frames", camera=GEN4_PSEE)

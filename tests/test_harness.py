@@ -127,6 +127,7 @@ def _ddp_worker(rank: int, world: int, port: int, queue) -> None:  # pragma: no 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_gather_on_rank_0():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import http.server
+import json
+import os
+import re
+import stat
 import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from snn_det_zoo import hub
+from snn_det_zoo.errors import (
+    CheckpointFormatError,
+    DownloadError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    OfflineError,
+    WeightsNotFoundError,
+)
 
 
 def tiny() -> nn.Module:
@@ -22,8 +36,28 @@ def tiny() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
 
 
+def other(seed: int = 1) -> nn.Module:
+    """tiny()'s architecture with other weights."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+RECORD = {"source": "unit test", "source_sha256": "1" * 64}
+# An authors' release that cannot be fetched here (offline, Google Drive): loads come from the cache only.
+OFFLINE_ENTRY = {"source": "gdrive:abc", "sha256": None, "format": "ultralytics-pickle"}
+
+
+def cached_weight() -> torch.Tensor:
+    """The first weight of tiny.t1 as load_pretrained gives it."""
+    return hub.load_pretrained(other(7), "tiny", "t1", OFFLINE_ENTRY)[0].weight
+
+
+def cached_files() -> list[str]:
+    return sorted(p.name for p in hub.weights_dir("tiny", "t1").iterdir())
 
 
 @pytest.fixture
@@ -77,13 +111,21 @@ def test_download_verifies_hash_and_is_atomic(tmp_path, server):
     assert not other.exists() and not list(other.parent.glob("*.part"))  # nothing half-written is left
 
 
-def test_corrupt_cached_file_is_detected(tmp_path, server):
-    base, root, _ = server
+def test_corrupt_cached_file_is_fetched_again(tmp_path, server, monkeypatch):
+    base, root, log = server
     (root / "w.bin").write_bytes(b"good")
     dest = tmp_path / "w.bin"
     dest.write_bytes(b"tampered")
-    with pytest.raises(hub.HashMismatchError, match=f"expected {sha(b'good')}, got {sha(b'tampered')}"):
+    with pytest.warns(UserWarning, match=f"removed the corrupt cached file {dest}"):
+        assert hub.download_url(f"{base}/w.bin", dest, sha(b"good")).read_bytes() == b"good"
+    assert len(log) == 1
+    dest.write_bytes(b"tampered")  # offline, the error says what was removed
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    removed = re.escape(f"removed the corrupt cached file {dest} (sha256 {sha(b'tampered')}, expected "
+                        f"{sha(b'good')})")
+    with pytest.warns(UserWarning), pytest.raises(hub.OfflineError, match=removed):
         hub.download_url(f"{base}/w.bin", dest, sha(b"good"))
+    assert not dest.exists() and len(log) == 1
 
 
 @pytest.mark.parametrize("switch", ["SNN_DET_ZOO_OFFLINE", "HF_HUB_OFFLINE"])
@@ -164,9 +206,13 @@ def test_saved_weights_load_offline_and_tampering_is_caught(monkeypatch):
     assert torch.equal(model[0].weight, source[0].weight)
     with pytest.raises(hub.HashMismatchError, match="card expects"):  # a card pinning the authors' bytes
         hub.load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": "2" * 64})
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(hub.HashMismatchError, match=f"cached weights {path}"):
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # the source cannot be fetched: say what was removed
+    with pytest.warns(UserWarning), pytest.raises(hub.WeightsNotFoundError) as info:
         hub.load_pretrained(tiny(), "tiny", "t1", entry)
+    message = str(info.value)
+    assert f"{path} have sha256" in message and f"card.json says {card['sha256']}; removed them" in message
+    assert "snn-det-zoo import-weights tiny.t1" in message
+    assert not path.exists() and hub.read_cached_card("tiny", "t1") is None
 
 
 def test_google_drive_release_explains_the_manual_import(monkeypatch):
@@ -192,3 +238,258 @@ def test_optional_dependencies_have_pip_hints(monkeypatch, tmp_path):
     with pytest.raises(hub.WeightsNotFoundError, match="pip install gdown"):
         hub.load_pretrained(tiny(), "tiny", "t1", {"source": "gdrive:abc", "sha256": None,
                                                    "format": "ultralytics-pickle"})
+
+
+# ------------------------------------------------------------------------------ saving: old or new, never none
+
+
+@pytest.mark.parametrize("failure", ["half-written weights", "card not replaced", "stale file not removed"])
+def test_a_failed_save_leaves_a_complete_entry(monkeypatch, failure):
+    old, new = tiny(), other(2)
+    hub.save_weights("tiny", "t1", old.state_dict(), RECORD)
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    with monkeypatch.context() as m:
+        if failure == "half-written weights":
+            real_write = Path.write_bytes
+
+            def write_half(self, data):
+                real_write(self, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            m.setattr(Path, "write_bytes", write_half)
+        elif failure == "card not replaced":
+            real_replace = os.replace
+
+            def replace(src, dst):
+                if Path(dst).name == "card.json":
+                    raise OSError("killed")
+                real_replace(src, dst)
+
+            m.setattr(os, "replace", replace)
+        else:
+            def remove_stale(folder, keep):
+                raise OSError("killed")
+
+            m.setattr(hub, "_remove_stale", remove_stale)
+        with pytest.raises(OSError, match=r"No space|killed"):
+            hub.save_weights("tiny", "t1", new.state_dict(), RECORD)
+    expected = new if failure == "stale file not removed" else old
+    assert torch.equal(cached_weight(), expected[0].weight)
+    assert not [name for name in cached_files() if name.startswith(".")]  # no temporaries left
+    path = hub.save_weights("tiny", "t1", new.state_dict(), RECORD)  # the next save tidies up
+    assert cached_files() == sorted(["card.json", path.name])
+
+
+def test_a_reader_during_a_save_sees_the_old_or_the_new_entry(monkeypatch):
+    old, new = tiny(), other(2)
+    old_path = hub.save_weights("tiny", "t1", old.state_dict(), RECORD)
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):  # a reader just before and just after the card is replaced
+        if Path(dst).name == "card.json":
+            seen.append(("before", torch.equal(cached_weight(), old[0].weight)))
+        real_replace(src, dst)
+        if Path(dst).name == "card.json":
+            seen.append(("after", torch.equal(cached_weight(), new[0].weight)))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", replace)
+        path = hub.save_weights("tiny", "t1", new.state_dict(), RECORD)
+    assert seen == [("before", True), ("after", True)]
+    card = hub.read_cached_card("tiny", "t1")
+    assert card["file"] == path.name == f"model-{card['sha256'][:16]}.safetensors"
+    assert card["sha256"] == hub.sha256_file(path) and not old_path.exists()
+    assert cached_files() == sorted(["card.json", path.name])
+
+
+def test_a_reader_whose_file_a_save_removes_reads_the_new_card(monkeypatch):
+    old, new = tiny(), other(2)
+    old_path = hub.save_weights("tiny", "t1", old.state_dict(), RECORD)
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    real_read = Path.read_bytes
+    saved = []
+
+    def read_bytes(self):  # the reader has the old card; a whole save happens before it reads the file
+        if self == old_path and not saved:
+            saved.append(hub.save_weights("tiny", "t1", new.state_dict(), RECORD))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert torch.equal(cached_weight(), new[0].weight) and saved and not old_path.exists()
+
+
+def test_old_entries_without_a_file_name_load_and_are_replaced(monkeypatch):
+    folder = hub.weights_dir("tiny", "t1")
+    folder.mkdir(parents=True)
+    data = write_safetensors(folder / "model.safetensors", tiny())  # the layout of earlier versions
+    (folder / "card.json").write_text(json.dumps({"name": "tiny.t1", "sha256": sha(data), **RECORD}))
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    assert torch.equal(cached_weight(), tiny()[0].weight)
+    path = hub.save_weights("tiny", "t1", other(2).state_dict(), RECORD)
+    assert path.name != "model.safetensors" and cached_files() == sorted(["card.json", path.name])
+    assert torch.equal(cached_weight(), other(2)[0].weight)
+
+
+def test_an_imported_safetensors_entry_loads_from_the_cache(tmp_path, monkeypatch):
+    """The card pins the bytes of the imported file (source_sha256), not of the re-saved cache file."""
+    data = write_safetensors(tmp_path / "w.safetensors", tiny())
+    hub.save_weights("tiny", "t1", tiny().state_dict(), {"source_sha256": sha(data), "format": "safetensors"})
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    entry = {"source": "https://example.com/w.safetensors", "sha256": sha(data), "format": "safetensors"}
+    assert torch.equal(hub.load_pretrained(other(), "tiny", "t1", entry)[0].weight, tiny()[0].weight)
+
+
+# ------------------------------------------------------------------------- corrupt cache: removed, fetched again
+
+
+@pytest.fixture
+def fake_convert(monkeypatch):
+    """port.importer.convert_file stand-in: any file 'converts' to tiny()'s weights; returns the calls."""
+    calls: list[Path] = []
+
+    def convert_file(arch, tag, path, entry):
+        calls.append(Path(path))
+        return tiny().state_dict(), {"source": str(path), "source_sha256": hub.sha256_file(path),
+                                     "format": entry["format"]}
+
+    monkeypatch.setattr("snn_det_zoo.port.importer.convert_file", convert_file)
+    return calls
+
+
+def test_corrupt_cache_entry_is_fetched_and_converted_again(server, fake_convert):
+    base, root, log = server
+    (root / "best.pt").write_bytes(b"authors' checkpoint")
+    entry = {"source": f"{base}/best.pt", "sha256": sha(b"authors' checkpoint"), "format": "ultralytics-pickle"}
+
+    def entry_file() -> Path:
+        card = hub.read_cached_card("tiny", "t1")
+        path = hub.weights_dir("tiny", "t1") / card["file"]
+        assert card["sha256"] == hub.sha256_file(path) and cached_files() == sorted(["card.json", path.name])
+        return path
+
+    hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert len(fake_convert) == 1 and len(log) == 1
+    zeros = b"\x00" * 64
+    entry_file().write_bytes(zeros)  # converted again from the verified download
+    with pytest.warns(UserWarning, match=re.escape(f"have sha256 {sha(zeros)}")):
+        model = hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert torch.equal(model[0].weight, tiny()[0].weight) and len(fake_convert) == 2 and len(log) == 1
+    (hub.zoo_home() / "downloads" / "tiny" / "t1" / "best.pt").write_bytes(b"bad")
+    entry_file().write_bytes(b"bad")  # both corrupt: downloaded and converted again
+    with pytest.warns(UserWarning):
+        model = hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert torch.equal(model[0].weight, tiny()[0].weight) and len(fake_convert) == 3 and len(log) == 2
+    (entry_file().parent / "card.json").write_text("{not json")  # an unreadable card is a corrupt entry too
+    with pytest.warns(UserWarning, match="unreadable card.json"):
+        hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert len(fake_convert) == 4 and entry_file().exists()
+
+
+def test_corrupt_cache_entry_whose_source_is_gone_says_what_was_removed(server):
+    base, _, _ = server
+    entry = {"source": f"{base}/gone.pt", "sha256": "1" * 64, "format": "ultralytics-pickle"}
+    path = hub.save_weights("tiny", "t1", tiny().state_dict(), RECORD)
+    path.write_bytes(b"bad")
+    with pytest.warns(UserWarning), pytest.raises(WeightsNotFoundError) as info:
+        hub.load_pretrained(other(), "tiny", "t1", entry)
+    message = str(info.value)
+    assert f"{path} have sha256 {sha(b'bad')}" in message and "removed them" in message
+    assert f"{base}/gone.pt failed: HTTP 404" in message and "snn-det-zoo import-weights tiny.t1 PATH" in message
+
+
+def test_google_drive_corrupt_download_is_fetched_again(monkeypatch, fake_convert):
+    payload, calls = b"authors' checkpoint", []
+
+    def download(id, output, quiet):
+        calls.append(id)
+        Path(output).write_bytes(payload)
+        return output
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=download))
+    dest = hub.zoo_home() / "downloads" / "tiny" / "t1" / "checkpoint.pt"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"truncated")
+    entry = {"source": "gdrive:abc", "sha256": sha(payload), "format": "ultralytics-pickle"}
+    with pytest.warns(UserWarning, match=f"removed the corrupt cached file {re.escape(str(dest))}"):
+        hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert calls == ["abc"] and dest.read_bytes() == payload and fake_convert == [dest]
+
+    def broken(id, output, quiet):
+        raise RuntimeError("Too many users have viewed or downloaded this file recently")
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=broken))
+    with pytest.raises(WeightsNotFoundError, match=r"drive\.google\.com/file/d/abc.*gdown could not download "
+                       "Google Drive file abc: RuntimeError: Too many users"):
+        hub.load_pretrained(other(), "tiny", "t2", entry)
+
+
+def test_hugging_face_failures_are_zoo_errors(monkeypatch, tmp_path):
+    class HubError(Exception):  # huggingface_hub's error types differ between its releases
+        pass
+
+    data = write_safetensors(tmp_path / "model.safetensors", tiny())
+    calls, result = [], []
+
+    def hf_hub_download(repo_id, filename, revision, library_name, local_files_only):
+        calls.append((repo_id, filename, revision, local_files_only))
+        if not result:
+            raise HubError("404 Client Error: Entry Not Found")
+        return result[0]
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=hf_hub_download))
+    entry = {"source": "hf-hub:org/repo@v1/sub/model.safetensors", "sha256": sha(data), "format": "safetensors"}
+    with pytest.raises(DownloadError, match=r"hf-hub:org/repo@v1/sub/model\.safetensors failed: HubError: 404"):
+        hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert calls == [("org/repo", "sub/model.safetensors", "v1", False)]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="not in huggingface_hub's cache"):
+        hub.load_pretrained(other(), "tiny", "t1", entry)
+    assert calls[-1][-1] is True
+    result.append(str(tmp_path / "model.safetensors"))
+    assert torch.equal(hub.load_pretrained(other(), "tiny", "t1", entry)[0].weight, tiny()[0].weight)
+    with pytest.raises(InvalidArgumentError, match="must look like"):
+        hub.load_pretrained(other(), "tiny", "t1", {**entry, "source": "hf-hub:org/model.safetensors"})
+
+
+# ------------------------------------------------------------------------------------------ files and errors
+
+
+def test_written_files_get_normal_permissions(tmp_path, server):
+    base, root, _ = server
+    (root / "w.bin").write_bytes(b"x" * 100)
+    previous = os.umask(0o022)
+    try:
+        downloaded = hub.download_url(f"{base}/w.bin", tmp_path / "dl" / "w.bin", sha(b"x" * 100))
+        weights = hub.save_weights("tiny", "t1", tiny().state_dict(), RECORD)
+    finally:
+        os.umask(previous)
+    for path in (downloaded, weights, weights.parent / "card.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_failures_raise_zoo_errors(tmp_path, monkeypatch):
+    with pytest.raises(InvalidArgumentError, match="invalid arch"):
+        hub.weights_dir("", "t1")
+    with pytest.raises(CheckpointFormatError, match="appears twice"):
+        hub.clean_state_dict({"module.a": torch.zeros(1), "a": torch.zeros(1)})
+    with pytest.raises(WeightsNotFoundError, match="weights file not found"):
+        hub.load_state_dict_file(tmp_path / "nothing.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x10" + b"\x00" * 7 + b"{garbage")
+    with pytest.raises(CheckpointFormatError, match=f"{tmp_path / 'broken.safetensors'}: not a readable"):
+        hub.load_state_dict_file(tmp_path / "broken.safetensors")
+    torch.save(tiny(), tmp_path / "module.pt")
+    with pytest.raises(CheckpointFormatError, match="import-weights"):
+        hub.load_state_dict_file(tmp_path / "module.pt")
+    with pytest.raises(InvalidArgumentError, match="unsupported source 'ftp://x'"):
+        hub.load_pretrained(tiny(), "tiny", "t1", {"source": "ftp://x", "sha256": None, "format": "safetensors"})
+    folder = hub.weights_dir("tiny", "t1")
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text("[]")
+    with pytest.raises(CheckpointFormatError, match="corrupt cache record"):
+        hub.read_cached_card("tiny", "t1")
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(MissingDependencyError, match="pip install huggingface_hub"):
+        hub.load_pretrained(tiny(), "tiny", "t2", {"source": "hf-hub:org/repo/model.safetensors",
+                                                   "sha256": None, "format": "safetensors"})

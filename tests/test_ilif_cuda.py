@@ -13,7 +13,14 @@ from snn_det_zoo.neurons._ilif_function import ilif_multi_step
 from snn_det_zoo.neurons._ilif_params import ILIFParams
 
 NO_CUPY = cupy_unavailable_reason()
-needs_cupy = pytest.mark.skipif(NO_CUPY is not None, reason=f"CuPy kernels cannot run here: {NO_CUPY}")
+
+
+def needs_cupy(test):
+    """A CUDA device (the ``cuda`` marker) and CuPy's kernels."""
+    return pytest.mark.cuda(pytest.mark.skipif(NO_CUPY is not None, reason=f"CuPy kernels cannot run here: "
+                                                                           f"{NO_CUPY}")(test))
+
+
 KERNELS = [f"ilif_{d}_{s}{w}" for s in ("f32", "f16", "bf16") for d in ("forward", "backward") for w in ("", "_v4")]
 
 

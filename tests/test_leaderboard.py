@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
 
 import pytest
 
-from snn_det_zoo import _cards
+from snn_det_zoo import _atomic, _cards
 from snn_det_zoo.cli import main
-from snn_det_zoo.leaderboard import Leaderboard, build, load_rows, pareto_front
-from snn_det_zoo.results import COLUMNS, append_rows, make_row, paper_rows, read_rows, results_path
+from snn_det_zoo.errors import ResultsFormatError
+from snn_det_zoo.leaderboard import Leaderboard, build, load_rows, markdown_text, pareto_front, plot_text
+from snn_det_zoo.results import (
+    COLUMNS,
+    append_rows,
+    default_results_dir,
+    make_row,
+    paper_rows,
+    read_rows,
+    results_path,
+)
 
 
 def _measured(model: str = "spikeyolo_n", **values) -> dict[str, str]:
@@ -141,7 +152,7 @@ def test_build_writes_markdown_html_and_png(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (tmp_path / "out" / "LEADERBOARD.md").read_text()
     assert "## coco2017-val, protocol `ultralytics`" in markdown  # from the fake card
-    assert "Luo 2024, Table 2 [S]" in markdown
+    assert "Luo 2024, Table 2 \\[S\\]" in markdown  # brackets escaped: no accidental link
     page = (tmp_path / "out" / "leaderboard.html").read_text()
     assert "<table>" in page and "leaderboard.png" in page
     assert len(load_rows(results, include_cards=False)) == 2
@@ -164,3 +175,90 @@ def test_results_csv_is_plain_csv(tmp_path):
     with path.open(newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["notes"] == 'comma, "quote"'
+
+
+def _append_from_a_process(args: tuple[str, int]) -> None:
+    path, worker = args
+    for i in range(5):
+        append_rows(path, [_measured(model=f"m{worker}_{i}")])
+
+
+@pytest.mark.slow
+def test_concurrent_appends_keep_every_row(tmp_path):
+    path = str(tmp_path / "results-synthetic-shapes-coco.csv")
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        pool.map(_append_from_a_process, [(path, w) for w in range(8)])
+    models = sorted(r["model"] for r in read_rows(path))
+    assert models == sorted(f"m{w}_{i}" for w in range(8) for i in range(5))
+
+
+def test_a_cut_off_last_row_is_detected_not_completed(tmp_path):
+    path = append_rows(tmp_path / "r.csv", [_measured(), _measured(model="ems_yolo_res10")])
+    text = path.read_text()
+    cut = text[: text.rindex("ems_yolo_res10") + 20]  # the writer died in the middle of the last row
+    path.write_text(cut)
+    with pytest.raises(ResultsFormatError, match="cut off"):
+        read_rows(path)
+    with pytest.raises(ResultsFormatError, match="cut off"):  # and nothing is appended after it
+        append_rows(path, [_measured(model="late")])
+    assert path.read_text() == cut
+    path.write_text(cut + "\n")  # a row with too few cells, even when the line ends
+    with pytest.raises(ResultsFormatError, match="line 3"):
+        read_rows(path)
+
+
+def test_markdown_cells_and_plot_labels_are_escaped():
+    assert markdown_text("a|b") == "a\\|b"
+    assert markdown_text("<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
+    assert markdown_text("[click](http://evil)") == "\\[click\\](http://evil)"
+    assert markdown_text("two\nlines") == "two lines"
+    assert markdown_text("spikeyolo_n") == "spikeyolo_n" and markdown_text("_x_") == "\\_x\\_"
+    assert plot_text("$x^2$ costs $5") == r"\$x^2\$ costs \$5"
+    row = _measured(model="evil|model", tag="<b>t</b>", device="cpu | x")
+    markdown = Leaderboard.from_rows([row]).markdown()
+    table = [line for line in markdown.splitlines() if line.startswith("| evil")]
+    assert len(table) == 1 and table[0].count(" | ") == len(Leaderboard.from_rows([row]).tables[0].header()) - 1
+    assert "<b>" not in markdown
+
+
+def test_plot_draws_dollar_signs_literally(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cards, "variant_cards", dict)
+    board = Leaderboard.from_rows([_measured(model="cost$x^{2}$"), _measured(model="b$", energy_mj=1.0)])
+    png = board.plot()  # an unescaped '$x^{2}$' would be mathtext, and a lone '$' a parse error
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_build_writes_all_pages_or_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cards, "variant_cards", dict)
+    results, out = tmp_path / "results", tmp_path / "out"
+    append_rows(results_path("synthetic-shapes", "coco", results), [_measured()])
+    build(results, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    append_rows(results_path("synthetic-shapes", "coco", results), [_measured(model="ems_yolo_res10")])
+    real_write = _atomic.Path.write_bytes
+    calls = []
+
+    def fail_on_the_second_page(self, data):
+        calls.append(self)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_write(self, data)
+
+    monkeypatch.setattr(_atomic.Path, "write_bytes", fail_on_the_second_page)
+    with pytest.raises(OSError, match="disk full"):
+        build(results, out)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old pages intact, no temporaries
+
+
+def test_by_default_rows_and_pages_go_to_the_users_results_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cards, "variant_cards", dict)
+    monkeypatch.chdir(tmp_path / "..")
+    cwd_before = sorted(os.listdir("."))
+    assert default_results_dir() == tmp_path / "zoo_home" / "results"  # conftest's SNN_DET_ZOO_HOME
+    append_rows(results_path("synthetic-shapes", "coco"), [_measured()])
+    assert main(["leaderboard", "--no-plot"]) == 0
+    assert sorted(os.listdir(".")) == cwd_before
+    assert {"LEADERBOARD.md", "leaderboard.html"} <= set(os.listdir(default_results_dir()))
+    monkeypatch.setenv("SNN_DET_ZOO_RESULTS", str(tmp_path / "mine"))
+    assert default_results_dir() == tmp_path / "mine"

@@ -7,6 +7,7 @@ import snn_det_zoo as zoo
 from snn_det_zoo.neurons._ilif_backend import cupy_unavailable_reason
 
 NO_CUPY = cupy_unavailable_reason()
+pytestmark = pytest.mark.cuda
 
 
 @pytest.mark.skipif(NO_CUPY is not None, reason=f"CuPy kernels cannot run here: {NO_CUPY}")

@@ -102,6 +102,7 @@ def test_cli_list_and_info(capsys):
     assert cli_main(["info", "nope"]) == 2
 
 
+@pytest.mark.slow
 def test_wheel_carries_the_catalog_and_the_kernel_source(tmp_path):
     """The installed package (not only a checkout) finds the cards and the CUDA source."""
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",

@@ -44,6 +44,7 @@ import torch
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ..neurons.ems_lif import EMSLIFNode, EMSSiLUIntegrator
 from ..nn.anchors import anchors_in_grid_units, decode_yolov5, yolov5_detections
 from ..nn.boxes import multiclass_nms
@@ -148,7 +149,7 @@ class MSConcatBlock(nn.Module):
     def __init__(self, cin: int, cout: int, k: int = 3, s: int = 1, hidden: int | None = None) -> None:
         super().__init__()
         if cin >= cout:
-            raise ValueError(f"a concatenation block must widen its input, got {cin} -> {cout} channels")
+            raise InvalidArgumentError(f"a concatenation block must widen its input, got {cin} -> {cout} channels")
         self.residual_function = _lcb_branch(cin, hidden or cout, cout, k, s)
         self.shortcut = nn.Sequential(EMSLIFNode(), _conv(cin, cout - cin, 1), TdBN(cout - cin))
         self.pools = _pool(s)
@@ -194,7 +195,7 @@ class EMSDetect(nn.Module):
         super().__init__()
         anchors = anchors_in_grid_units(anchors_px, strides)
         if len(in_channels) != anchors.shape[0]:
-            raise ValueError(f"{len(in_channels)} head inputs for {anchors.shape[0]} anchor levels")
+            raise InvalidArgumentError(f"{len(in_channels)} head inputs for {anchors.shape[0]} anchor levels")
         self.nc, self.no = num_classes, num_classes + 5
         self.nl, self.na = anchors.shape[0], anchors.shape[1]
         self.register_buffer("anchors", anchors)
@@ -341,14 +342,14 @@ class EMSYOLO(nn.Module):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("T", T), ("in_chans", in_chans)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}")
         for name, value in (("width_multiple", width_multiple), ("depth_multiple", depth_multiple)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
         if isinstance(anchors, str):
             if anchors not in _ANCHOR_SETS:
-                raise ValueError(f"anchors must be one of {sorted(_ANCHOR_SETS)} or (w, h) pixel rows, got "
-                                 f"{anchors!r}")
+                raise InvalidArgumentError(f"anchors must be one of {sorted(_ANCHOR_SETS)} or (w, h) pixel rows, got "
+                                           f"{anchors!r}")
             anchors = _ANCHOR_SETS[anchors]
         self.num_classes, self.T, self.in_chans = num_classes, T, in_chans
         self.model, self.save, strides = self._build(layers, num_classes, anchors, in_chans,
@@ -408,15 +409,15 @@ class EMSYOLO(nn.Module):
         if images.dim() == 4:
             images = images.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
         elif images.dim() != 5:
-            raise ValueError(f"images must be [B, C, H, W] or [T, B, C, H, W], got {tuple(images.shape)}")
+            raise InvalidArgumentError(f"images must be [B, C, H, W] or [T, B, C, H, W], got {tuple(images.shape)}")
         elif images.shape[0] != self.T:
-            raise ValueError(f"the model was built for T={self.T} but the input has {images.shape[0]} steps; "
-                             f"build it with T={images.shape[0]}")
+            raise InvalidArgumentError(f"the model was built for T={self.T} but the input has {images.shape[0]} steps; "
+                                       f"build it with T={images.shape[0]}")
         height, width = images.shape[-2:]
         grid = int(max(self.strides))
         if images.shape[2] != self.in_chans or height % grid or width % grid:
-            raise ValueError(f"expected {self.in_chans} channels and H, W multiples of {grid}, got "
-                             f"{tuple(images.shape)}")
+            raise InvalidArgumentError(f"expected {self.in_chans} channels and H, W multiples of {grid}, got "
+                                       f"{tuple(images.shape)}")
         return images
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

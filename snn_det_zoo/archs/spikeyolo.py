@@ -57,6 +57,7 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from ..energy import ConvGeometry
+from ..errors import InvalidArgumentError
 from ..neurons import ILIFNode
 from ..nn.boxes import multiclass_nms
 from ..nn.dfl import decode_dfl_levels
@@ -536,12 +537,12 @@ class SpikeYOLO(nn.Module):
     ) -> None:
         super().__init__()
         if scale not in _SCALES:
-            raise ValueError(f"scale must be one of {sorted(_SCALES)}, got {scale!r}")
+            raise InvalidArgumentError(f"scale must be one of {sorted(_SCALES)}, got {scale!r}")
         if neuron not in _NEURONS:
-            raise ValueError(f"neuron must be one of {sorted(_NEURONS)}, got {neuron!r}")
+            raise InvalidArgumentError(f"neuron must be one of {sorted(_NEURONS)}, got {neuron!r}")
         for name, value in (("num_classes", num_classes), ("T", T), ("D", D), ("in_channels", in_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
         self.scale, self.num_classes, self.T, self.D, self.in_channels = scale, num_classes, T, D, in_channels
         self.neuron_kind = neuron
         self.conf_thresh, self.iou_thresh, self.max_detections = conf_thresh, iou_thresh, max_detections
@@ -558,15 +559,15 @@ class SpikeYOLO(nn.Module):
             raise TypeError(f"SpikeYOLO expects a float tensor, got {getattr(images, 'dtype', type(images))}")
         if images.dim() not in (4, 5) or images.shape[-3] != self.in_channels:
             c = self.in_channels
-            raise ValueError(f"SpikeYOLO expects [B, {c}, H, W] or [T, B, {c}, H, W] input, got shape "
-                             f"{tuple(images.shape)}")
+            raise InvalidArgumentError(f"SpikeYOLO expects [B, {c}, H, W] or [T, B, {c}, H, W] input, got shape "
+                                       f"{tuple(images.shape)}")
         if images.dim() == 5 and images.shape[0] != self.T:
-            raise ValueError(f"event input has T={images.shape[0]} steps but the model was built with "
-                             f"T={self.T}")
+            raise InvalidArgumentError(f"event input has T={images.shape[0]} steps but the model was built with "
+                                       f"T={self.T}")
         stride = max(self.strides)
         if images.shape[-2] % stride or images.shape[-1] % stride:
-            raise ValueError(f"input height and width must be multiples of {stride}, got "
-                             f"{tuple(images.shape[-2:])}; letterbox with model.transform")
+            raise InvalidArgumentError(f"input height and width must be multiples of {stride}, got "
+                                       f"{tuple(images.shape[-2:])}; letterbox with model.transform")
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         self._check_input(images)

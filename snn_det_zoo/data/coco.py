@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
 from ..eval.coco import load_coco_json
 from ..eval.constants import COCO80_TO_COCO91
 from ..nn.transform import LetterboxInfo, letterbox
@@ -31,7 +32,7 @@ class CategoryMap:
     def __init__(self, ids: Sequence[int]):
         self.ids = tuple(int(i) for i in ids)
         if len(set(self.ids)) != len(self.ids):
-            raise ValueError(f"category ids must be distinct, got {self.ids}")
+            raise InvalidArgumentError(f"category ids must be distinct, got {self.ids}")
         self._label = {cat: label for label, cat in enumerate(self.ids)}
 
     @classmethod
@@ -52,12 +53,14 @@ class CategoryMap:
         try:
             return self._label[int(category_id)]
         except KeyError:
-            raise ValueError(f"category id {category_id} is not one of the {len(self)} mapped ids") from None
+            raise InvalidArgumentError(
+                f"category id {category_id} is not one of the {len(self)} mapped ids"
+            ) from None
 
     def category_id(self, label: int) -> int:
         """COCO category id of a class index."""
         if not 0 <= int(label) < len(self.ids):
-            raise ValueError(f"class index {label} outside 0..{len(self.ids) - 1}")
+            raise InvalidArgumentError(f"class index {label} outside 0..{len(self.ids) - 1}")
         return self.ids[int(label)]
 
 
@@ -75,6 +78,11 @@ class CocoDetection(Dataset):
     :param img_size: the letterbox size (default transform only).
     :param transform: ``image [3, H, W] float -> (image, LetterboxInfo)``; default: the models' letterbox.
     :param categories: a :class:`CategoryMap`; default: :meth:`CategoryMap.from_categories` of the file.
+    :raises DataNotFoundError: the image folder or the annotation file does not exist.
+    :raises DataFormatError: the annotation file is not valid COCO ground truth
+        (:func:`..eval.coco.check_coco_dict`: repeated ids, unknown images or categories, non-finite boxes),
+        or an image lacks its ``file_name``.
+    :raises InvalidArgumentError: the annotations use categories that ``categories`` does not map.
     """
 
     def __init__(
@@ -88,22 +96,22 @@ class CocoDetection(Dataset):
         self.image_dir = os.fspath(image_dir)
         self.ann_file = os.fspath(ann_file)
         if not os.path.isdir(self.image_dir):
-            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir}")
-        data = load_coco_json(self.ann_file)
+            raise DataNotFoundError(f"COCO image folder not found: {self.image_dir}")
+        data = load_coco_json(self.ann_file)  # the metrics' validation: ids, references, finite boxes
         self.categories = categories or CategoryMap.from_categories(data["categories"])
         self.transform = transform or partial(letterbox, new_shape=img_size)
-        self.images = sorted(data["images"], key=lambda im: im["id"])
-        for i, im in enumerate(self.images):
+        for i, im in enumerate(data["images"]):
             if not isinstance(im.get("file_name"), str):
-                raise ValueError(f"{self.ann_file}: images[{i}] (id {im['id']}) needs a string 'file_name'")
+                raise DataFormatError(f"{self.ann_file}: images[{i}] (id {im['id']}) needs a string 'file_name'")
+        self.images = sorted(data["images"], key=lambda im: im["id"])
         self._annotations: dict[int, list[dict]] = defaultdict(list)
         for ann in data["annotations"]:
             self._annotations[ann["image_id"]].append(ann)
         unknown = {a["category_id"] for a in data["annotations"]} - set(self.categories.ids)
         if unknown:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.ann_file}: annotations use category ids {sorted(unknown)} that are not in "
-                "the category map"
+                f"the category map given ({len(self.categories)} ids)"
             )
 
     def __len__(self) -> int:
@@ -124,7 +132,7 @@ class CocoDetection(Dataset):
 
         path = os.path.join(self.image_dir, file_name)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file not found: {path}")
+            raise DataNotFoundError(f"image file not found: {path}")
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)

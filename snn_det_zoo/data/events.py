@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InvalidArgumentError
 from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
 
 __all__ = [
@@ -43,7 +44,7 @@ _GREY, _ON, _PAD = 127, 255, 114  # "no event" grey, ON value, Ultralytics' lett
 def bin_edges(t_label: int, window_us: int, T: int) -> np.ndarray:
     """The ``T + 1`` bin edges (us) of the window ending at ``t_label``, as ``PSEELoader`` cuts them."""
     if T < 1 or window_us < T:
-        raise ValueError(f"need T >= 1 and window_us >= T, got T={T}, window_us={window_us}")
+        raise InvalidArgumentError(f"need T >= 1 and window_us >= T, got T={T}, window_us={window_us}")
     start = max(int(t_label) - int(window_us), 0)
     return start + (int(window_us) // T) * np.arange(T + 1, dtype=np.int64)
 
@@ -55,7 +56,9 @@ def _binned(events: np.ndarray, edges: np.ndarray, height: int, width: int):
     ev = events[lo:hi]
     x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
     if len(ev) and (x.max() >= width or y.max() >= height):
-        raise ValueError(f"events outside the {width}x{height} sensor (max x {x.max()}, max y {y.max()})")
+        raise InvalidArgumentError(
+            f"events outside the {width}x{height} sensor (max x {x.max()}, max y {y.max()})"
+        )
     # Bins are equal, so the index is arithmetic; searchsorted keeps it exact for the half-open edges.
     b = np.searchsorted(edges, ev["t"], "right") - 1
     return b, y, x, ev["p"].astype(np.int64)

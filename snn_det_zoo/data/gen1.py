@@ -7,7 +7,9 @@ a packed word with x in bits 0-13, y in bits 14-27 and the polarity in bit 28. F
 existed have neither header nor the two type/size bytes.
 
 Events are memory-mapped and decoded with vectorised NumPy; a time window is found by binary search on the
-timestamps, so reading 250 ms of a one-hour recording touches only that part of the file.
+timestamps, so reading 250 ms of a one-hour recording touches only that part of the file. The search is only
+right on sorted timestamps, so the first window read of a :class:`DatFile` checks the order of the whole file
+once (a chunked pass over the timestamp column, cached on the object).
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._atomic import atomic_open
-from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
+from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
+from ..eval.constants import GEN1_CLASSES, GEN1_HEIGHT, GEN1_WIDTH
 
 __all__ = [
     "BBOX_DTYPE",
     "EVENT_DTYPE",
+    "GEN1_NUM_CLASSES",
     "DatFile",
     "DatHeader",
     "authors_gen1_targets",
+    "first_bad_box",
     "read_boxes",
     "read_dat",
     "write_dat",
@@ -48,6 +53,9 @@ _RAW_DTYPE = np.dtype([("t", "<u4"), ("packed", "<u4")])  # the on-disk Event2D 
 _EVENT2D = 0
 _X_MASK, _Y_SHIFT, _Y_MASK, _P_SHIFT = 0x3FFF, 14, 0x3FFF, 28
 _MAX_HEADER_BYTES = 1 << 20  # a real header is a few hundred bytes; this bounds the scan of a garbage file
+_ORDER_CHUNK = 1 << 22  # events per step of the sortedness check: 16 MiB of timestamps, not the whole column
+# Class ids of the Gen1 labels: 0 = car, 1 = pedestrian (eval/constants.py names them).
+GEN1_NUM_CLASSES = len(GEN1_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ def _parse_header(path: str, f) -> DatHeader:
         if not line.startswith(b"% "):
             break
         if pos > _MAX_HEADER_BYTES:
-            raise ValueError(
+            raise DataFormatError(
                 f"{path}: header does not end within {_MAX_HEADER_BYTES} bytes; not a .dat file?"
             )
         text = line[2:].decode("latin-1").rstrip("\r\n")
@@ -84,16 +92,18 @@ def _parse_header(path: str, f) -> DatHeader:
             elif len(words) >= 2 and words[0] == "Width":
                 width = int(words[1])
         except ValueError as exc:
-            raise ValueError(f"{path}: bad header line at byte offset {pos}: {text!r}") from exc
+            raise DataFormatError(f"{path}: bad header line at byte offset {pos}: {text!r}") from exc
     f.seek(pos)
     if not lines:  # files from before the header existed: Event2D records start at byte 0
         return DatHeader(0, _EVENT2D, _RAW_DTYPE.itemsize, None, None, ())
     type_size = f.read(2)
     if len(type_size) < 2:
-        raise ValueError(f"{path}: truncated at byte offset {pos}: the event type and size bytes are missing")
+        raise DataFormatError(
+            f"{path}: truncated at byte offset {pos}: the event type and size bytes are missing"
+        )
     event_type, event_size = type_size[0], type_size[1]
     if event_type != _EVENT2D or event_size != _RAW_DTYPE.itemsize:
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: unsupported event type {event_type} / size {event_size} at byte offset {pos}; "
             f"expected Event2D (type {_EVENT2D}, {_RAW_DTYPE.itemsize} bytes)"
         )
@@ -103,21 +113,21 @@ def _parse_header(path: str, f) -> DatHeader:
 class DatFile:
     """A memory-mapped ``*_td.dat`` file. ``len()`` is the event count; :meth:`window` reads a time slice.
 
-    :raises FileNotFoundError: no such file.
-    :raises ValueError: bad header, or a size that is not a whole number of events (truncated file); the
+    :raises DataNotFoundError: no such file.
+    :raises DataFormatError: bad header, or a size that is not a whole number of events (truncated file); the
         message names the file and the byte offset.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        with open(self.path, "rb") as f:
+        with _open_data(self.path, "events") as f:
             self.header = _parse_header(self.path, f)
             size = os.fstat(f.fileno()).st_size
         payload = size - self.header.data_offset
         n, rest = divmod(payload, self.header.event_size)
         if rest:
             offset = self.header.data_offset + n * self.header.event_size
-            raise ValueError(
+            raise DataFormatError(
                 f"{self.path}: truncated: {rest} trailing bytes at byte offset {offset} "
                 f"(events are {self.header.event_size} bytes)"
             )
@@ -126,6 +136,7 @@ class DatFile:
             if n
             else np.empty(0, dtype=_RAW_DTYPE)
         )
+        self._ordered = False  # set by the first _check_order that finds the timestamps sorted
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -137,8 +148,26 @@ class DatFile:
         )
 
     def index_at(self, t_us: int) -> int:
-        """Index of the first event with ``t >= t_us`` (binary search: reads about log2(n) records)."""
+        """Index of the first event with ``t >= t_us`` (binary search: reads about log2(n) records).
+
+        :raises DataFormatError: the file's timestamps go backwards somewhere (checked once per object).
+        """
+        self._check_order()
         return bisect.bisect_left(self._raw["t"], t_us)
+
+    def _check_order(self) -> None:
+        """Refuse timestamps that go backwards anywhere in the file: on them the binary search returns a wrong,
+        often empty, window without a word. One pass per object, in chunks, so the column is never copied."""
+        if self._ordered:
+            return
+        t = self._raw["t"]
+        for start in range(0, len(t) - 1, _ORDER_CHUNK):
+            chunk = t[start : start + _ORDER_CHUNK + 1]  # overlaps the next chunk by one: its first step counts
+            bad = np.flatnonzero(chunk[1:] < chunk[:-1])
+            if bad.size:
+                i = start + int(bad[0]) + 1
+                self._corrupt(i, f"timestamp goes backwards ({int(t[i])} us after {int(t[i - 1])} us)")
+        self._ordered = True
 
     @property
     def last_time(self) -> int:
@@ -149,21 +178,18 @@ class DatFile:
         """Events with ``t_start <= t < t_end`` (``None``: open end) as an ``EVENT_DTYPE`` array.
 
         The half-open window is the toolbox's ``PSEELoader.seek_time`` / ``load_delta_t`` convention.
-        :raises ValueError: timestamps out of order or coordinates outside the header's sensor size (the
-            message names the byte offset of the first bad event).
+        :raises DataFormatError: timestamps out of order anywhere in the file, or coordinates in the window
+            outside the header's sensor size (the message names the byte offset of the first bad event).
         """
+        self._check_order()
         lo = 0 if t_start is None else self.index_at(t_start)
         hi = len(self) if t_end is None else self.index_at(t_end)
         return self._decode(lo, max(lo, hi))
 
     def _decode(self, lo: int, hi: int) -> np.ndarray:
         raw = np.asarray(self._raw[lo:hi])
-        t = raw["t"].astype(np.int64)
-        bad = np.flatnonzero(t[1:] < t[:-1])
-        if bad.size:
-            self._corrupt(lo + int(bad[0]) + 1, "timestamp goes backwards")
         out = np.empty(len(raw), dtype=EVENT_DTYPE)
-        out["t"] = t
+        out["t"] = raw["t"]
         packed = raw["packed"]
         out["x"] = packed & _X_MASK
         out["y"] = (packed >> _Y_SHIFT) & _Y_MASK
@@ -180,7 +206,7 @@ class DatFile:
 
     def _corrupt(self, index: int, what: str) -> None:
         offset = self.header.data_offset + index * self.header.event_size
-        raise ValueError(f"{self.path}: corrupt event {index} at byte offset {offset}: {what}")
+        raise DataFormatError(f"{self.path}: corrupt event {index} at byte offset {offset}: {what}")
 
 
 def read_dat(path: str | os.PathLike, t_start: int | None = None, t_end: int | None = None) -> np.ndarray:
@@ -197,19 +223,19 @@ def write_dat(
 ) -> None:
     """Write events (fields ``t``, ``x``, ``y``, ``p``) as a Gen1 ``.dat`` file, atomically.
 
-    :raises ValueError: missing fields, unsorted timestamps, or values that do not fit the format.
+    :raises InvalidArgumentError: missing fields, unsorted timestamps, or values that do not fit the format.
     """
     names = set(events.dtype.names or ())
     if not {"t", "x", "y", "p"} <= names:
-        raise ValueError(f"events need fields t, x, y, p; got {sorted(names)}")
+        raise InvalidArgumentError(f"events need fields t, x, y, p; got {sorted(names)}")
     t = np.asarray(events["t"], dtype=np.int64)
     x, y, p = (np.asarray(events[k], dtype=np.int64) for k in ("x", "y", "p"))
     if len(t) and (t.min() < 0 or t.max() >= 2**32 or np.any(t[1:] < t[:-1])):
-        raise ValueError("timestamps must be sorted and within [0, 2**32) microseconds")
+        raise InvalidArgumentError("timestamps must be sorted and within [0, 2**32) microseconds")
     if len(t) and (x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height):
-        raise ValueError(f"coordinates must lie in the {width}x{height} sensor")
+        raise InvalidArgumentError(f"coordinates must lie in the {width}x{height} sensor")
     if max(height, width) > _X_MASK:
-        raise ValueError(f"height and width must be below {_X_MASK + 1} in the .dat format")
+        raise InvalidArgumentError(f"height and width must be below {_X_MASK + 1} in the .dat format")
     raw = np.empty(len(t), dtype=_RAW_DTYPE)
     raw["t"] = t
     raw["packed"] = x | (y << _Y_SHIFT) | ((p > 0).astype(np.int64) << _P_SHIFT)
@@ -229,17 +255,66 @@ _NPY_HEADER_READERS = {
 }
 
 
-def read_boxes(path: str | os.PathLike) -> np.ndarray:
+def _open_data(path: str, what: str):
+    """``open(path, "rb")``, where a missing file is a :class:`DataNotFoundError` naming it."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataNotFoundError(f"Gen1 {what} file not found: {path}") from None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value > 0
+
+
+def first_bad_box(
+    boxes: np.ndarray, num_classes: int = GEN1_NUM_CLASSES, detections: bool = False
+) -> tuple[int, str] | None:
+    """The index of the first box no metric can use, and why; ``None`` when every box is fine.
+
+    Labels need finite ``x``, ``y``, ``w``, ``h`` with ``w > 0`` and ``h > 0`` and a ``class_id`` in
+    ``0 .. num_classes - 1``. Detections (``detections=True``) may have zero size (``w, h >= 0``) and need a
+    finite ``class_confidence``. Vectorised: any field layout with those names (every :func:`read_boxes`
+    input version, ``BBOX_DTYPE``).
+    """
+    if not _is_count(num_classes):
+        raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
+    x, y, w, h = (np.asarray(boxes[k], dtype=np.float64) for k in ("x", "y", "w", "h"))
+    cls = np.asarray(boxes["class_id"])
+    finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h)
+    sized = ((w >= 0) & (h >= 0)) if detections else ((w > 0) & (h > 0))
+    known = (cls >= 0) & (cls < num_classes)
+    scored = np.isfinite(boxes["class_confidence"]) if detections else np.ones(len(x), dtype=bool)
+    bad = np.flatnonzero(~(finite & sized & known & scored))
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    if not finite[i]:
+        why = "x, y, w and h must be finite"
+    elif not sized[i]:
+        why = "w and h must be >= 0" if detections else "w and h must be > 0"
+    elif not known[i]:
+        why = f"class_id must be in 0..{num_classes - 1} ({num_classes} classes)"
+    else:
+        why = f"class_confidence {boxes['class_confidence'][i]} must be finite"
+    return i, f"{why}; got x {x[i]}, y {y[i]}, w {w[i]}, h {h[i]}, class_id {cls[i]}"
+
+
+def read_boxes(path: str | os.PathLike, num_classes: int = GEN1_NUM_CLASSES) -> np.ndarray:
     """The labels of a Gen1 ``*_bbox.npy`` file as a ``BBOX_DTYPE`` array, whatever dtype version it ships.
 
     Handles ``ts`` vs ``t`` and ``confidence`` vs ``class_confidence``; a file without ``track_id`` gets one
     distinct id per box (so "last box per track" keeps them all), a file without a confidence gets 1.0.
 
-    :raises ValueError: not a structured array with the box fields, truncated (names the byte offset where
-        records stop) or timestamps out of order.
+    :param num_classes: class ids must lie in ``0 .. num_classes - 1`` (Gen1: 2, car = 0 and pedestrian = 1).
+    :raises DataNotFoundError: no such file.
+    :raises DataFormatError: not a structured array with the box fields, truncated (names the byte offset
+        where records stop), a box that :func:`first_bad_box` refuses (class id out of range, non-finite
+        coordinates, ``w`` or ``h`` not positive) or timestamps out of order; the message names the box and
+        its byte offset.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    with _open_data(path, "label") as f:
         try:
             version = np.lib.format.read_magic(f)
             read_header = _NPY_HEADER_READERS.get(version)
@@ -247,17 +322,17 @@ def read_boxes(path: str | os.PathLike) -> np.ndarray:
                 raise ValueError(f"unsupported .npy format version {version}")
             shape, _, dtype = read_header(f)
         except ValueError as exc:
-            raise ValueError(f"{path}: not a .npy file ({exc})") from exc
+            raise DataFormatError(f"{path}: not a .npy file ({exc})") from exc
         data_offset = f.tell()
         size = os.fstat(f.fileno()).st_size
     if dtype.names is None:
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: expected a structured array with fields {_BOX_REQUIRED}, got dtype {dtype}"
         )
     count = int(np.prod(shape))
     if size - data_offset < count * dtype.itemsize:
         complete = (size - data_offset) // dtype.itemsize
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: truncated: {count} boxes of {dtype.itemsize} bytes expected from byte offset "
             f"{data_offset}, records stop at byte offset {data_offset + complete * dtype.itemsize}"
         )
@@ -265,20 +340,24 @@ def read_boxes(path: str | os.PathLike) -> np.ndarray:
     names = [_BOX_RENAMES.get(n, n) for n in boxes.dtype.names]
     missing = [n for n in _BOX_REQUIRED if n not in names]
     if missing:
-        raise ValueError(f"{path}: box records lack field(s) {missing}; found {list(boxes.dtype.names)}")
+        raise DataFormatError(f"{path}: box records lack field(s) {missing}; found {list(boxes.dtype.names)}")
+
+    def corrupt(i: int, what: str) -> DataFormatError:
+        return DataFormatError(f"{path}: corrupt box {i} at byte offset {data_offset + i * dtype.itemsize}: {what}")
+
+    # Checked on the file's own fields: converting first would wrap a negative class id into a huge uint32.
+    bad = first_bad_box(boxes, num_classes)
+    if bad is not None:
+        raise corrupt(*bad)
     out = np.zeros(len(boxes), dtype=BBOX_DTYPE)
     out["track_id"] = np.arange(len(boxes))
     out["class_confidence"] = 1.0
     for src, dst in zip(boxes.dtype.names, names, strict=True):
         if dst in BBOX_DTYPE.names:
             out[dst] = boxes[src]
-    bad = np.flatnonzero(out["t"][1:] < out["t"][:-1])
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise ValueError(
-            f"{path}: corrupt box {i} at byte offset {data_offset + i * dtype.itemsize}: "
-            "timestamps go backwards (labels must be sorted by time)"
-        )
+    backwards = np.flatnonzero(out["t"][1:] < out["t"][:-1])
+    if backwards.size:
+        raise corrupt(int(backwards[0]) + 1, "timestamps go backwards (labels must be sorted by time)")
     return out
 
 
@@ -297,7 +376,7 @@ def authors_gen1_targets(
         orders them (by decreasing track id).
     """
     if style not in ("spikeyolo", "emsyolo"):
-        raise ValueError(f"style must be 'spikeyolo' or 'emsyolo', got {style!r}")
+        raise InvalidArgumentError(f"style must be 'spikeyolo' or 'emsyolo', got {style!r}")
     # np.unique on the reversed ids finds each track's last row; the authors flip the result, so do we.
     _, first_rev = np.unique(boxes["track_id"][::-1], return_index=True)
     keep = (len(boxes) - 1 - first_rev)[::-1]

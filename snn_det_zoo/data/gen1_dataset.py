@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataNotFoundError, InvalidArgumentError
 from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
 from .events import (
     EMSYOLO_GEN1_GEOMETRY,
@@ -82,7 +83,7 @@ class Gen1Detection(Dataset):
         window_us: int = 250_000,
     ):
         if representation not in REPRESENTATIONS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"unknown representation {representation!r}; choose from {sorted(REPRESENTATIONS)}"
             )
         self.representation = REPRESENTATIONS[representation]
@@ -91,17 +92,17 @@ class Gen1Detection(Dataset):
         self.window_us = int(window_us)
         self.folder = os.path.join(os.fspath(root), split)
         if not os.path.isdir(self.folder):
-            raise FileNotFoundError(f"Gen1 split folder not found: {self.folder}")
+            raise DataNotFoundError(f"Gen1 split folder not found: {self.folder}")
         names = sorted(f[: -len("_bbox.npy")] for f in os.listdir(self.folder) if f.endswith("_bbox.npy"))
         if not names:
-            raise FileNotFoundError(f"no *_bbox.npy label files in {self.folder}")
+            raise DataNotFoundError(f"no *_bbox.npy label files in {self.folder}")
         self.sequences: list[str] = names
         self._boxes: list[np.ndarray] = []
         self._samples: list[tuple[int, int, int]] = []  # (sequence index, first row, end row) per timestamp
         for seq, name in enumerate(names):
             dat = self._dat_path(name)
             if not os.path.isfile(dat):
-                raise FileNotFoundError(f"events file missing for labels {name}_bbox.npy: {dat}")
+                raise DataNotFoundError(f"events file missing for labels {name}_bbox.npy: {dat}")
             boxes = read_boxes(os.path.join(self.folder, name + "_bbox.npy"))
             self._boxes.append(boxes)
             starts = np.flatnonzero(np.r_[True, boxes["t"][1:] != boxes["t"][:-1]])

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InvalidArgumentError
 from .gen1 import EVENT_DTYPE
 
 __all__ = ["SHAPE_CLASSES", "SyntheticEvents", "SyntheticShapes", "collate_detection"]
@@ -39,13 +40,13 @@ def _size_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``64`` or ``(h, w)`` -> ``(h, w)``, checked."""
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in pair):
-        raise ValueError(f"{name} must be an int or an (height, width) pair of ints >= 16, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be an int or an (height, width) pair of ints >= 16, got {value!r}")
     return pair  # type: ignore[return-value]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -96,7 +97,7 @@ class _SyntheticDetection(Dataset):
         self.max_objects = _check_int("max_objects", max_objects, 1)
         self.min_size = _check_int("min_size", min_size, 4)
         if self.min_size * 2 > min(self.height, self.width):
-            raise ValueError(f"min_size={min_size} leaves no room in a {self.height}x{self.width} image")
+            raise InvalidArgumentError(f"min_size={min_size} leaves no room in a {self.height}x{self.width} image")
         self.seed = _check_int("seed", seed, 0)
 
     def __len__(self) -> int:
@@ -254,9 +255,9 @@ class SyntheticEvents(_SyntheticDetection):
         self.window_us = _check_int("window_us", window_us, 1)
         self.substeps = _check_int("substeps", substeps, 2)
         if not 0 < contrast < 5:
-            raise ValueError(f"contrast must be a log-intensity step in (0, 5), got {contrast!r}")
+            raise InvalidArgumentError(f"contrast must be a log-intensity step in (0, 5), got {contrast!r}")
         if not 0 <= noise_rate <= 1:
-            raise ValueError(f"noise_rate must be in [0, 1] events per pixel per window, got {noise_rate!r}")
+            raise InvalidArgumentError(f"noise_rate must be in [0, 1] events per pixel per window, got {noise_rate!r}")
         self.contrast, self.noise_rate = float(contrast), float(noise_rate)
 
     def _max_shift(self) -> float:
@@ -332,11 +333,11 @@ def collate_detection(
     Targets stay a list (one dict per sample), as torchvision's detection models take them.
     """
     if not batch:
-        raise ValueError("collate_detection got an empty batch")
+        raise InvalidArgumentError("collate_detection got an empty batch")
     images = [sample[0] for sample in batch]
     dims = {image.dim() for image in images}
     if dims == {3}:
         return torch.stack(images, 0), [sample[1] for sample in batch]
     if dims == {4}:
         return torch.stack(images, 1), [sample[1] for sample in batch]
-    raise ValueError(f"collate_detection expects [C, H, W] or [T, C, H, W] samples, got ranks {sorted(dims)}")
+    raise InvalidArgumentError(f"collate_detection expects [C, H, W] or [T, C, H, W] samples, got ranks {sorted(dims)}")

@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..data.gen1 import BBOX_DTYPE, authors_gen1_targets
+from ..data.gen1 import BBOX_DTYPE, authors_gen1_targets, first_bad_box
+from ..errors import InvalidArgumentError
 from .coco import coco_metrics
 from .constants import GEN1_PSEE, PseeProtocol
 
@@ -43,12 +44,19 @@ def filter_boxes(boxes: np.ndarray, protocol: PseeProtocol = GEN1_PSEE) -> np.nd
     return boxes[keep]
 
 
-def _sorted(boxes: np.ndarray, what: str, index: int) -> np.ndarray:
-    if boxes.dtype.names is None or not {"t", "x", "y", "w", "h", "class_id"} <= set(boxes.dtype.names):
-        raise ValueError(
-            f"{what}[{index}] must be a structured box array with t, x, y, w, h, class_id "
+def _checked(boxes: np.ndarray, where: str, num_classes: int, detections: bool) -> np.ndarray:
+    """One recording's boxes, sorted by ``t``, once :func:`..data.gen1.first_bad_box` finds none to refuse
+    (under ``psee`` a NaN box would otherwise vanish in the size filter without a word)."""
+    fields = {"t", "x", "y", "w", "h", "class_id"} | ({"class_confidence"} if detections else set())
+    if getattr(boxes, "dtype", None) is None or boxes.dtype.names is None or not fields <= set(boxes.dtype.names):
+        raise InvalidArgumentError(
+            f"{where} must be a structured box array with {', '.join(sorted(fields))} "
             "(see snn_det_zoo.data.gen1.BBOX_DTYPE)"
         )
+    bad = first_bad_box(boxes, num_classes, detections=detections)
+    if bad is not None:
+        i, why = bad
+        raise InvalidArgumentError(f"{where}: box {i} (t {int(boxes['t'][i])}): {why}")
     return boxes[np.argsort(boxes["t"], kind="stable")]
 
 
@@ -123,28 +131,30 @@ def gen1_metrics(
     :param backend: COCO backend, as in :func:`.coco.coco_metrics`.
     :returns: the 12 COCO statistics (``AP``, ``AP50``, ... ``ARl``) plus ``"images"``, the number of
         timestamps evaluated.
+    :raises InvalidArgumentError: a box that :func:`..data.gen1.first_bad_box` refuses (non-finite, a label
+        with ``w`` or ``h`` <= 0, a detection with ``w`` or ``h`` < 0 or a non-finite score, a class id
+        outside the camera's classes), naming the recording and the box; an unknown protocol; nothing left
+        to evaluate.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise InvalidArgumentError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if len(gt_boxes) != len(dt_boxes):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"got ground truth for {len(gt_boxes)} recordings but detections for {len(dt_boxes)}"
         )
+    n_classes = len(camera.classes)
     windows = []
     for i, (gt, dt) in enumerate(zip(gt_boxes, dt_boxes, strict=True)):
-        gt, dt = _sorted(gt, "gt_boxes", i), _sorted(dt, "dt_boxes", i)
+        gt = _checked(gt, f"gt_boxes[{i}]", n_classes, detections=False)
+        dt = _checked(dt, f"dt_boxes[{i}]", n_classes, detections=True)
         if protocol == "psee":
             gt, dt = filter_boxes(gt, camera), (filter_boxes(dt, camera) if camera.filter_predictions else dt)
             windows += _windows(gt, dt, camera.time_tol_us)
         else:
             windows += _windows(_authors_gt(gt, camera), dt, 0)
     if not windows:
-        raise ValueError(f"no labelled timestamp left to evaluate under protocol {protocol!r}")
+        raise InvalidArgumentError(f"no labelled timestamp left to evaluate under protocol {protocol!r}")
     gt_coco, results = _as_coco(windows, camera.classes, camera.width, camera.height)
-    n_classes = len(camera.classes)
-    bad = {a["category_id"] - 1 for a in gt_coco["annotations"] + results} - set(range(n_classes))
-    if bad:
-        raise ValueError(f"class ids {sorted(bad)} outside the {n_classes} classes {camera.classes}")
     return {**coco_metrics(gt_coco, results, backend=backend), "images": float(len(windows))}
 
 
@@ -159,10 +169,13 @@ def predictions_to_boxes(
         are mapped back to sensor pixels); ``None`` when they already are in sensor pixels.
     """
     if len(predictions) != len(timestamps):
-        raise ValueError(f"got {len(predictions)} predictions but {len(timestamps)} timestamps")
+        raise InvalidArgumentError(f"got {len(predictions)} predictions but {len(timestamps)} timestamps")
     parts = []
-    for pred, ts in zip(predictions, timestamps, strict=True):
-        boxes = np.asarray(_numpy(pred["boxes"]), dtype=np.float64).reshape(-1, 4)
+    for k, (pred, ts) in enumerate(zip(predictions, timestamps, strict=True)):
+        boxes = np.asarray(_numpy(pred["boxes"]), dtype=np.float64)
+        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):  # reshape would cut [N, 6] into boxes
+            raise InvalidArgumentError(f"predictions[{k}]: boxes must have shape [N, 4], got {boxes.shape}")
+        boxes = boxes.reshape(-1, 4)
         if geometry is not None:
             boxes = geometry.to_sensor(boxes)
         part = np.zeros(len(boxes), dtype=BBOX_DTYPE)

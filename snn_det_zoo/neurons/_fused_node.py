@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from spikingjelly.activation_based.neuron import BaseNode
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["FusedMultiStepNode"]
 
 
@@ -28,7 +30,7 @@ class FusedMultiStepNode(BaseNode):
         if not isinstance(v, torch.Tensor):
             return None
         if v.shape != x_seq.shape[1:]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self._get_name()} state has shape {tuple(v.shape)} but the input step has "
                 f"{tuple(x_seq.shape[1:])}; call spikingjelly.activation_based.functional.reset_net(model) "
                 "between inputs of different shapes"

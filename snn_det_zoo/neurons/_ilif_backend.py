@@ -14,6 +14,8 @@ from functools import cache
 
 import torch
 
+from ..errors import BackendUnavailableError, InvalidArgumentError
+
 __all__ = ["BACKENDS", "ENV_VAR", "backend_report", "check_backend", "cupy_unavailable_reason", "resolve_backend"]
 
 BACKENDS = ("torch", "cupy", "auto")
@@ -26,7 +28,7 @@ def _env_override() -> str | None:
     if not value:
         return None
     if value not in BACKENDS:
-        raise ValueError(f"{ENV_VAR}={value!r} is not one of {BACKENDS}")
+        raise InvalidArgumentError(f"{ENV_VAR}={value!r} is not one of {BACKENDS}")
     return value
 
 
@@ -45,12 +47,12 @@ def cupy_unavailable_reason() -> str | None:
 def check_backend(backend: str) -> str:
     """Validate a requested backend at construction; ``"cupy"`` needs CuPy and CUDA right away."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
     effective = _env_override() or backend
     if effective == "cupy":
         reason = cupy_unavailable_reason()
         if reason is not None:
-            raise RuntimeError(f"I-LIF backend 'cupy' cannot run here: {reason}")
+            raise BackendUnavailableError(f"I-LIF backend 'cupy' cannot run here: {reason}")
     return backend
 
 
@@ -61,11 +63,11 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         return "torch"
     if effective == "cupy":
         if device.type != "cuda":
-            raise ValueError(f"I-LIF backend 'cupy' needs CUDA tensors, got a tensor on {device}; "
-                             "use backend='torch' or 'auto' for CPU tensors")
+            raise InvalidArgumentError(f"I-LIF backend 'cupy' needs CUDA tensors, got a tensor on {device}; "
+                                       "use backend='torch' or 'auto' for CPU tensors")
         reason = cupy_unavailable_reason()
         if reason is not None:
-            raise RuntimeError(f"I-LIF backend 'cupy' cannot run here: {reason}")
+            raise BackendUnavailableError(f"I-LIF backend 'cupy' cannot run here: {reason}")
         return "cupy"
     return "cupy" if device.type == "cuda" and cupy_unavailable_reason() is None else "torch"
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidArgumentError
 from ._ilif_backend import resolve_backend
 from ._ilif_params import ILIFParams
 from ._ilif_torch import ilif_backward_torch, ilif_forward_torch, state_dtype_for
@@ -61,12 +62,12 @@ def ilif_multi_step(
     Returns ``(spikes [T, ...] in x's dtype, v_last, v_seq [T, ...] or None, implementation that ran)``.
     """
     if x_seq.dim() < 2:
-        raise ValueError(f"I-LIF multi-step input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
+        raise InvalidArgumentError(f"I-LIF multi-step input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
     if not x_seq.is_floating_point():
         raise TypeError(f"I-LIF input must be a floating-point tensor, got {x_seq.dtype}")
     if v0 is not None and v0.shape != x_seq.shape[1:]:
-        raise ValueError(f"I-LIF state shape {tuple(v0.shape)} does not match the input's per-step shape "
-                         f"{tuple(x_seq.shape[1:])}")
+        raise InvalidArgumentError(f"I-LIF state shape {tuple(v0.shape)} does not match the input's per-step shape "
+                                   f"{tuple(x_seq.shape[1:])}")
     impl = resolve_backend(backend, x_seq.device)
     if x_seq.shape[0] == 0:  # no step: the state passes through unchanged (the backends assume T >= 1)
         v_last = torch.zeros(x_seq.shape[1:], dtype=state_dtype_for(x_seq.dtype), device=x_seq.device) \

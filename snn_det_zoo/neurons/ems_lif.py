@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import surrogate
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ._fused_node import FusedMultiStepNode
 
 __all__ = ["EMSLIFNode", "EMSSiLUIntegrator", "ems_lif_multi_step"]
@@ -127,13 +128,13 @@ def ems_lif_multi_step(
         got = x_seq.dtype if isinstance(x_seq, torch.Tensor) else type(x_seq).__name__
         raise TypeError(f"the EMS-LIF input must be a floating-point tensor, got {got}")
     if x_seq.dim() < 2:
-        raise ValueError(f"the EMS-LIF multi-step input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
+        raise InvalidArgumentError(f"the EMS-LIF multi-step input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
     if v0 is None:
         v0 = torch.zeros_like(x_seq[0])
     elif v0.shape != x_seq.shape[1:]:
-        raise ValueError(f"EMS-LIF state shape {tuple(v0.shape)} does not match the input's per-step shape "
-                         f"{tuple(x_seq.shape[1:])}; call spikingjelly's functional.reset_net between inputs "
-                         "of different shapes")
+        raise InvalidArgumentError(f"EMS-LIF state shape {tuple(v0.shape)} does not match the input's per-step shape "
+                                   f"{tuple(x_seq.shape[1:])}; call spikingjelly's functional.reset_net between inputs "
+                                   "of different shapes")
     v0 = v0.to(dtype=x_seq.dtype, device=x_seq.device)
     return _EMSLIFMultiStep.apply(x_seq.contiguous(), v0.contiguous(), float(decay), float(v_threshold),
                                   float(surrogate_half_width), bool(store_v_seq))
@@ -141,7 +142,7 @@ def ems_lif_multi_step(
 
 def _check_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
@@ -175,7 +176,7 @@ class EMSLIFNode(FusedMultiStepNode):
         store_v_seq: bool = False,
     ) -> None:
         if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 <= decay <= 1.0:
-            raise ValueError(f"decay must be a number in [0, 1], got {decay!r}")
+            raise InvalidArgumentError(f"decay must be a number in [0, 1], got {decay!r}")
         half_width = _check_positive("surrogate_half_width", surrogate_half_width)
         # The surrogate module only documents the shape of the gradient; the fused op computes it.
         super().__init__(
@@ -210,12 +211,12 @@ class EMSSiLUIntegrator(nn.Module):
     def __init__(self, decay: float = 0.25) -> None:
         super().__init__()
         if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 <= decay <= 1.0:
-            raise ValueError(f"decay must be a number in [0, 1], got {decay!r}")
+            raise InvalidArgumentError(f"decay must be a number in [0, 1], got {decay!r}")
         self.decay = float(decay)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if x_seq.dim() < 2:
-            raise ValueError(f"input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
+            raise InvalidArgumentError(f"input must be [T, N, ...], got shape {tuple(x_seq.shape)}")
         outputs = []
         out = None
         for x in x_seq:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import InvalidArgumentError
 from .boxes import xywh_to_xyxy
 
 __all__ = ["anchors_in_grid_units", "check_anchor_order", "decode_yolov5", "make_grid", "yolov5_detections"]
@@ -38,12 +39,12 @@ def _as_anchor_tensor(anchors: Sequence[Sequence[float]] | torch.Tensor) -> torc
     t = torch.as_tensor(anchors, dtype=torch.float32)
     if t.dim() == 2:  # the YAML layout: one flat row [w0, h0, w1, h1, ...] per level
         if t.shape[1] % 2:
-            raise ValueError(f"each anchor row must hold (w, h) pairs, got a row of {t.shape[1]} numbers")
+            raise InvalidArgumentError(f"each anchor row must hold (w, h) pairs, got a row of {t.shape[1]} numbers")
         t = t.view(t.shape[0], -1, 2)
     if t.dim() != 3 or t.shape[-1] != 2 or t.numel() == 0:
-        raise ValueError(f"anchors must be [levels, anchors, 2] (w, h) pairs, got shape {tuple(t.shape)}")
+        raise InvalidArgumentError(f"anchors must be [levels, anchors, 2] (w, h) pairs, got shape {tuple(t.shape)}")
     if not bool((t > 0).all()):
-        raise ValueError("anchor widths and heights must be positive")
+        raise InvalidArgumentError("anchor widths and heights must be positive")
     return t
 
 
@@ -55,9 +56,9 @@ def check_anchor_order(anchors_px: torch.Tensor, strides: Sequence[float]) -> No
     areas = anchors_px.prod(-1).mean(-1)
     stride_t = torch.as_tensor(list(strides), dtype=areas.dtype)
     if len(stride_t) != len(areas):
-        raise ValueError(f"got {len(areas)} anchor levels for {len(stride_t)} strides")
+        raise InvalidArgumentError(f"got {len(areas)} anchor levels for {len(stride_t)} strides")
     if len(areas) > 1 and not bool(((areas[1:] - areas[:-1]) * (stride_t[1:] - stride_t[:-1]) > 0).all()):
-        raise ValueError(f"anchor areas {areas.tolist()} must grow with the strides {stride_t.tolist()}")
+        raise InvalidArgumentError(f"anchor areas {areas.tolist()} must grow with the strides {stride_t.tolist()}")
 
 
 def anchors_in_grid_units(anchors: Sequence[Sequence[float]] | torch.Tensor,
@@ -79,13 +80,13 @@ def decode_yolov5(
         strides: the pixel stride of each level.
     """
     if len(raw) != len(anchors) or len(raw) != len(strides):
-        raise ValueError(f"got {len(raw)} output levels, {len(anchors)} anchor levels and {len(strides)} "
-                         "strides; they must agree")
+        raise InvalidArgumentError(f"got {len(raw)} output levels, {len(anchors)} anchor levels and {len(strides)} "
+                                   "strides; they must agree")
     decoded = []
     for level, (p, stride) in enumerate(zip(raw, strides, strict=True)):
         if p.dim() != 5 or p.shape[1] != anchors.shape[1] or p.shape[-1] < 6:
-            raise ValueError(f"level {level}: expected [B, {anchors.shape[1]}, ny, nx, 5 + classes], got "
-                             f"{tuple(p.shape)}")
+            raise InvalidArgumentError(f"level {level}: expected [B, {anchors.shape[1]}, ny, nx, 5 + classes], got "
+                                       f"{tuple(p.shape)}")
         batch, na, ny, nx, no = p.shape
         y = p.sigmoid()
         grid = make_grid(ny, nx, device=p.device, dtype=y.dtype)
@@ -99,5 +100,5 @@ def decode_yolov5(
 def yolov5_detections(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, N, 5 + C]`` decoded -> (``[B, N, 4]`` xyxy boxes, ``[B, N, C]`` objectness * class scores)."""
     if decoded.dim() != 3 or decoded.shape[-1] < 6:
-        raise ValueError(f"decoded predictions must be [B, N, 5 + classes], got {tuple(decoded.shape)}")
+        raise InvalidArgumentError(f"decoded predictions must be [B, N, 5 + classes], got {tuple(decoded.shape)}")
     return xywh_to_xyxy(decoded[..., :4]), decoded[..., 4:5] * decoded[..., 5:]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torchvision.ops import batched_nms
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "clip_boxes",
     "multiclass_nms",
@@ -25,7 +27,7 @@ def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
     if not isinstance(boxes, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
     if boxes.shape[-1:] != (4,):
-        raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
+        raise InvalidArgumentError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
 
 
 def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
@@ -89,15 +91,15 @@ def multiclass_nms(
     """
     _check_boxes(boxes)
     if boxes.dim() != 2:
-        raise ValueError(f"boxes must be [N, 4] for one image, got {tuple(boxes.shape)}")
+        raise InvalidArgumentError(f"boxes must be [N, 4] for one image, got {tuple(boxes.shape)}")
     if class_scores.dim() != 2 or class_scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"class_scores must be [N, C] with N={boxes.shape[0]} (as boxes), got "
-                         f"{tuple(class_scores.shape)}")
+        raise InvalidArgumentError(f"class_scores must be [N, C] with N={boxes.shape[0]} (as boxes), got "
+                                   f"{tuple(class_scores.shape)}")
     if not 0.0 <= iou_thresh <= 1.0:
-        raise ValueError(f"iou_thresh must lie in [0, 1], got {iou_thresh}")
+        raise InvalidArgumentError(f"iou_thresh must lie in [0, 1], got {iou_thresh}")
     if max_detections < 1 or max_candidates < 1:
-        raise ValueError(f"max_detections and max_candidates must be >= 1, got {max_detections}, "
-                         f"{max_candidates}")
+        raise InvalidArgumentError(f"max_detections and max_candidates must be >= 1, got {max_detections}, "
+                                   f"{max_candidates}")
     if multi_label and class_scores.shape[1] > 1:
         box_index, labels = (class_scores > score_thresh).nonzero(as_tuple=True)
         scores = class_scores[box_index, labels]

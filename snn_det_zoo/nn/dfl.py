@@ -14,6 +14,8 @@ from functools import partial
 
 import torch
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["DFL_OFFSET", "decode_dfl_levels", "dfl_expectation", "dist2bbox", "make_anchors"]
 
 DFL_OFFSET = 0.5  # anchor points sit at cell centres
@@ -28,7 +30,7 @@ def make_anchors(
     Levels are concatenated in order, each in row-major (y, then x) order, as the heads flatten them.
     """
     if len(feature_sizes) != len(strides):
-        raise ValueError(f"got {len(feature_sizes)} feature sizes for {len(strides)} strides")
+        raise InvalidArgumentError(f"got {len(feature_sizes)} feature sizes for {len(strides)} strides")
     points, stride_list = [], []
     for (height, width), stride in zip(feature_sizes, strides, strict=True):
         sx = torch.arange(width, device=device, dtype=dtype) + offset
@@ -55,7 +57,7 @@ def dfl_expectation(box_logits: torch.Tensor, reg_max: int = 16) -> torch.Tensor
     """``[B, 4*reg_max, A]`` logits -> ``[B, 4, A]`` expected distances (softmax over the reg_max bins)."""
     batch, channels, anchors = box_logits.shape
     if channels != 4 * reg_max:
-        raise ValueError(f"box logits need 4*reg_max={4 * reg_max} channels, got {channels}")
+        raise InvalidArgumentError(f"box logits need 4*reg_max={4 * reg_max} channels, got {channels}")
     prob = box_logits.view(batch, 4, reg_max, anchors).softmax(2)
     bins = torch.arange(reg_max, device=box_logits.device, dtype=prob.dtype).view(1, 1, reg_max, 1)
     return (prob * bins).sum(2)
@@ -75,7 +77,7 @@ def decode_dfl_levels(
     expected = 4 * reg_max + num_classes
     for i, m in enumerate(maps):
         if m.dim() != 4 or m.shape[1] != expected:
-            raise ValueError(f"head map {i} must be [B, {expected}, H, W], got {tuple(m.shape)}")
+            raise InvalidArgumentError(f"head map {i} must be [B, {expected}, H, W], got {tuple(m.shape)}")
     batch = maps[0].shape[0]
     flat = torch.cat([m.flatten(2) for m in maps], 2)
     box_logits, cls_logits = flat.split((4 * reg_max, num_classes), 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ..neurons import spike_driven_conv2d
 
 __all__ = ["SpikeInputConv2d", "fuse_conv_bn"]
@@ -48,7 +49,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or bn.running_var is None:
         raise TypeError(f"fuse_conv_bn needs a BatchNorm2d with running statistics, got {type(bn).__name__}")
     if bn.num_features != conv.out_channels:
-        raise ValueError(f"BatchNorm has {bn.num_features} features but the conv {conv.out_channels} outputs")
+        raise InvalidArgumentError(f"BatchNorm has {bn.num_features} features but the conv {conv.out_channels} outputs")
     fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
                        device=conv.weight.device, dtype=conv.weight.dtype)

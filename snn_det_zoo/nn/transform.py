@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from .boxes import clip_boxes
 
 __all__ = ["LETTERBOX_FILL", "LetterboxInfo", "LetterboxTransform", "letterbox", "unletterbox_boxes"]
@@ -42,8 +43,8 @@ class LetterboxInfo:
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a (height, width) pair of positive ints, "
-                         f"got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive int or a (height, width) pair of positive ints, "
+                                   f"got {value!r}")
     return pair  # type: ignore[return-value]
 
 
@@ -55,7 +56,7 @@ def _check_image(image: torch.Tensor, index: int | None = None) -> None:
         raise TypeError(f"{where} must be a float tensor with values in [0, 1], got dtype {image.dtype} "
                         "(divide uint8 images by 255)")
     if image.dim() != 3:
-        raise ValueError(f"{where} must have shape [C, H, W], got {tuple(image.shape)}")
+        raise InvalidArgumentError(f"{where} must have shape [C, H, W], got {tuple(image.shape)}")
 
 
 def letterbox(
@@ -133,9 +134,9 @@ class LetterboxTransform(nn.Module):
         super().__init__()
         self.img_size = _pair(img_size, "img_size")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be a positive int, got {stride!r}")
+            raise InvalidArgumentError(f"stride must be a positive int, got {stride!r}")
         if not auto and any(s % stride for s in self.img_size):
-            raise ValueError(f"img_size {self.img_size} must be a multiple of stride {stride}")
+            raise InvalidArgumentError(f"img_size {self.img_size} must be a multiple of stride {stride}")
         self.stride, self.auto, self.scaleup, self.fill = stride, bool(auto), bool(scaleup), float(fill)
 
     def forward(
@@ -143,10 +144,10 @@ class LetterboxTransform(nn.Module):
     ) -> tuple[torch.Tensor, list[LetterboxInfo]]:
         if isinstance(images, torch.Tensor):
             if images.dim() != 4:
-                raise ValueError(f"a batch of images must be [B, C, H, W], got {tuple(images.shape)}")
+                raise InvalidArgumentError(f"a batch of images must be [B, C, H, W], got {tuple(images.shape)}")
             images = list(images)
         if not isinstance(images, Sequence) or len(images) == 0:
-            raise ValueError("images must be a non-empty list of [C, H, W] tensors or a [B, C, H, W] tensor")
+            raise InvalidArgumentError("images must be a non-empty list of [C, H, W] tensors or a [B, C, H, W] tensor")
         for i, image in enumerate(images):
             _check_image(image, i)
         boxed = [self.letterbox_one(im) for im in images]
@@ -165,7 +166,7 @@ class LetterboxTransform(nn.Module):
                     infos: Sequence[LetterboxInfo]) -> list[dict[str, torch.Tensor]]:
         """Map each detection dict's ``boxes`` back to the original image (other entries are kept)."""
         if len(detections) != len(infos):
-            raise ValueError(f"got {len(detections)} detection dicts for {len(infos)} images")
+            raise InvalidArgumentError(f"got {len(detections)} detection dicts for {len(infos)} images")
         pairs = zip(detections, infos, strict=True)
         return [{**det, "boxes": unletterbox_boxes(det["boxes"], info)} for det, info in pairs]
 

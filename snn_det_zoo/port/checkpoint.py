@@ -8,13 +8,16 @@ children, with dotted module paths as keys (``model.0.conv.weight``...).
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
+from ..errors import ZooError
 from .unpickler import CheckpointFormatError, StubObject, read_torch_pickle, stub_name, stub_state
 
 __all__ = ["AuthorCheckpoint", "load_checkpoint", "module_state_dict"]
@@ -61,6 +64,10 @@ def _is_module_stub(obj: Any) -> bool:
     return isinstance(obj, StubObject) and isinstance(stub_state(obj).get("_modules"), dict)
 
 
+# Deeper than any real network (SpikeYOLO nests about 8 modules); a hostile file may nest without end.
+_MAX_DEPTH = 64
+
+
 def module_state_dict(
     module: StubObject, prefix: str = "", classes: set[str] | None = None
 ) -> OrderedDict[str, torch.Tensor]:
@@ -68,30 +75,40 @@ def module_state_dict(
 
     Follows ``nn.Module._save_to_state_dict``: non-``None`` ``_parameters``, then ``_buffers`` not in
     ``_non_persistent_buffers_set``, then every child under ``<prefix><name>.``. ``classes`` collects the
-    class names met on the way.
+    class names met on the way. A module tree that nests deeper than any network or contains itself is a
+    :class:`CheckpointFormatError`.
     """
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    _collect(module, prefix, out, classes if classes is not None else set())
+    _collect(module, prefix, out, classes if classes is not None else set(), ())
     return out
 
 
-def _collect(module: Any, prefix: str, out: OrderedDict[str, torch.Tensor], classes: set[str]) -> None:
+def _collect(module: Any, prefix: str, out: OrderedDict[str, torch.Tensor], classes: set[str],
+             parents: tuple[int, ...]) -> None:
+    where = prefix.rstrip(".") or "the model"
     if not _is_module_stub(module):
-        where = prefix.rstrip(".") or "the model"
-        raise CheckpointFormatError(f"{where} is {module!r}, not a pickled nn.Module")
+        raise CheckpointFormatError(f"{where} is {type(module).__name__}, not a pickled nn.Module")
+    if id(module) in parents or len(parents) > _MAX_DEPTH:
+        raise CheckpointFormatError(f"{where}: the module tree contains itself or nests deeper than "
+                                    f"{_MAX_DEPTH} levels")
     classes.add(stub_name(module) or "")
     state = stub_state(module)
     non_persistent = state.get("_non_persistent_buffers_set") or set()
+    if not isinstance(non_persistent, set | frozenset | list | tuple):
+        raise CheckpointFormatError(f"{where}: _non_persistent_buffers_set is {type(non_persistent).__name__}")
     for kind in ("_parameters", "_buffers"):
-        for name, tensor in (state.get(kind) or {}).items():
+        entries = state.get(kind) or {}
+        if not isinstance(entries, dict):
+            raise CheckpointFormatError(f"{where}: {kind} is {type(entries).__name__}, not a dict")
+        for name, tensor in entries.items():
             if tensor is None or (kind == "_buffers" and name in non_persistent):
                 continue
-            if not isinstance(tensor, torch.Tensor):
+            if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
                 raise CheckpointFormatError(f"{prefix}{name} is {type(tensor).__name__}, not a tensor")
             out[prefix + name] = tensor
     for name, child in state["_modules"].items():
         if child is not None:
-            _collect(child, f"{prefix}{name}.", out, classes)
+            _collect(child, f"{prefix}{name}.", out, classes, (*parents, id(module)))
 
 
 def _to_fp32(state_dict: OrderedDict[str, torch.Tensor]) -> tuple[OrderedDict[str, torch.Tensor], set[str]]:
@@ -104,26 +121,45 @@ def _to_fp32(state_dict: OrderedDict[str, torch.Tensor]) -> tuple[OrderedDict[st
     return out, dtypes
 
 
+# Metadata beyond this many values is cut off: a checkpoint's metadata is a few hundred small values.
+_MAX_METADATA_ITEMS = 100_000
+
+
 def _plain(value: Any) -> Any:
-    """A JSON-friendly copy of metadata: stubs become their class name, tensors lists, paths strings."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, StubObject):  # e.g. Ultralytics' IterableSimpleNamespace of training arguments
-        state = None if _is_module_stub(value) else (stub_state(value) or value._stub_items)
-        return _plain(state) if state else f"<{stub_name(value)}>"
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalar
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "__dict__") and not callable(value):  # argparse.Namespace
-        return _plain(vars(value))
-    return str(value)
+    """A JSON-friendly copy of metadata: stubs become their class name, tensors lists, paths strings.
+
+    A hostile file may nest without end, share one list many times over (each copy doubling the work) or
+    contain itself: nesting deeper than :data:`_MAX_DEPTH` becomes ``'<too deep>'``, and once
+    :data:`_MAX_METADATA_ITEMS` values are copied the rest become ``'<cut off>'``.
+    """
+    budget = [_MAX_METADATA_ITEMS]
+
+    def copy(value: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return "<cut off>"
+        if depth > _MAX_DEPTH:
+            return "<too deep>"
+        if isinstance(value, dict):
+            return {str(k): copy(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [copy(v, depth + 1) for v in value]
+        if isinstance(value, torch.Tensor | np.ndarray):
+            count = value.size if isinstance(value, np.ndarray) else value.numel()
+            budget[0] -= count
+            return value.tolist() if budget[0] >= 0 else f"<array of shape {list(value.shape)}>"
+        if isinstance(value, StubObject):  # e.g. Ultralytics' IterableSimpleNamespace of training arguments
+            state = None if _is_module_stub(value) else (stub_state(value) or value._stub_items)
+            return copy(state, depth + 1) if state else f"<{stub_name(value)}>"
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, np.generic):  # numpy scalar
+            return value.item()
+        if isinstance(value, argparse.Namespace):
+            return copy(vars(value), depth + 1)
+        return str(value)
+
+    return copy(value, 0)
 
 
 # Model attributes worth keeping as metadata (YOLOv5 Model / Ultralytics DetectionModel).
@@ -143,6 +179,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> AuthorCheckpoint:
     """
     path = os.fspath(path)
     ckpt = read_torch_pickle(path)
+    try:
+        return _read_entries(path, ckpt)
+    except ZooError as exc:
+        if path in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from exc
+    except Exception as exc:  # whatever a hostile object graph provokes leaves as the zoo's own error
+        raise CheckpointFormatError(f"{path}: the checkpoint's objects are not laid out as a trainer writes "
+                                    f"them ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _read_entries(path: str, ckpt: Any) -> AuthorCheckpoint:
     if _is_module_stub(ckpt):  # a bare pickled model (torch.save(model))
         ckpt = {"model": ckpt}
     if not isinstance(ckpt, dict):

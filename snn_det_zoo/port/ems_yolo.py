@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointFormatError
 from .checkpoint import AuthorCheckpoint
 from .keymap import import_authors_checkpoint
 
@@ -62,18 +63,18 @@ def ems_yolo_variant(ckpt: AuthorCheckpoint) -> tuple[str, dict[str, Any]]:
 
     cfg = ckpt.yaml
     if not cfg:
-        raise ValueError(f"{ckpt.path}: the pickled model has no 'yaml' attribute (its architecture)")
+        raise CheckpointFormatError(f"{ckpt.path}: the pickled model has no 'yaml' attribute (its architecture)")
     try:
         rows = list(cfg["backbone"]) + list(cfg["head"])
         signature = _signature(rows)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{ckpt.path}: the checkpoint's yaml has no readable backbone/head rows") from exc
+        raise CheckpointFormatError(f"{ckpt.path}: the checkpoint's yaml has no readable backbone/head rows") from exc
     multiples = (float(cfg.get("depth_multiple", 1.0)), float(cfg.get("width_multiple", 1.0)))
     matches = [name for name, layers in CONFIGS.items() if _signature(layers) == signature]
     if not matches or multiples != (1.0, 1.0):
         modules = [row[2] for row in rows]
-        raise ValueError(f"{ckpt.path}: the checkpoint's configuration (modules {modules}, depth/width "
-                         f"multiples {multiples}) matches no EMS-YOLO variant ({', '.join(_VARIANTS)})")
+        raise CheckpointFormatError(f"{ckpt.path}: the checkpoint's configuration (modules {modules}, depth/width "
+                                    f"multiples {multiples}) matches no EMS-YOLO variant ({', '.join(_VARIANTS)})")
     config = matches[0]
     facts = {"config": config, "nc": int(cfg.get("nc", 80)), "anchors": _anchor_set(cfg.get("anchors"))}
     return _VARIANTS[config], facts

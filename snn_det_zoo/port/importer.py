@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidArgumentError, WeightsNotFoundError
 from .ems_yolo import import_ems_yolo
 from .keymap import map_state_dict, model_shapes
 from .spikeyolo import import_spikeyolo
@@ -46,7 +47,7 @@ def convert_file(
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise WeightsNotFoundError(f"weights file not found: {path}")
     source_sha = verify_sha256(path, entry.get("sha256"), f"weights {arch}.{tag}: file")
     fmt = entry["format"]
     record: dict[str, Any] = {"source": str(path.resolve()), "source_sha256": source_sha, "format": fmt,
@@ -57,12 +58,12 @@ def convert_file(
         family = family_of(arch)
         expected_fmt, importer = _IMPORTERS.get(family, (None, None))
         if importer is None or expected_fmt != fmt:
-            raise ValueError(f"weights {arch}.{tag} have format {fmt!r}, which no importer of the "
-                             f"{family!r} family reads (importers: {sorted(_IMPORTERS)})")
+            raise InvalidArgumentError(f"weights {arch}.{tag} have format {fmt!r}, which no importer of the "
+                                       f"{family!r} family reads (importers: {sorted(_IMPORTERS)})")
         state_dict, checkpoint = importer(path)
         if checkpoint["variant"] != arch:
             found = checkpoint["variant"]
-            raise ValueError(f"{path} holds a {found} checkpoint, not {arch}; import it as {found}.<tag>")
+            raise InvalidArgumentError(f"{path} holds a {found} checkpoint, not {arch}; import it as {found}.<tag>")
         record["checkpoint"] = checkpoint
     defaults = model_info(arch)["defaults"]
     target = model_shapes(arch, **defaults)
@@ -78,8 +79,8 @@ def import_weights(name: str, path: str | os.PathLike[str]) -> Path:
 
     arch, tag = split_model_name(name)
     if tag is None:
-        raise ValueError(f"import-weights needs NAME as arch.tag (e.g. spikeyolo_s.coco_official), got "
-                         f"{name!r}")
+        raise InvalidArgumentError(f"import-weights needs NAME as arch.tag (e.g. spikeyolo_s.coco_official), got "
+                                   f"{name!r}")
     entry = model_info(name)["weights"][tag]
     state_dict, record = convert_file(arch, tag, path, entry)
     return save_weights(arch, tag, state_dict, record)

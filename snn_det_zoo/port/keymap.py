@@ -10,13 +10,10 @@ from typing import Any
 
 import torch
 
+from ..errors import KeyMapError
 from .checkpoint import AuthorCheckpoint, load_checkpoint
 
 __all__ = ["KeyMapError", "map_state_dict", "model_shapes"]
-
-
-class KeyMapError(ValueError):
-    """The checkpoint's tensors do not cover the model's exactly (names or shapes differ)."""
 
 
 def _listing(title: str, items: Sequence[str], limit: int = 40) -> str:

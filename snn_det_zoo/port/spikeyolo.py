@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointFormatError
 from .checkpoint import AuthorCheckpoint
 from .keymap import import_authors_checkpoint
 
@@ -49,10 +50,10 @@ def _rows(cfg: dict[str, Any], path: str) -> list[list[Any]]:
     try:
         rows = list(cfg["backbone"]) + list(cfg["head"])
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: the checkpoint's yaml has no backbone/head layer lists") from exc
+        raise CheckpointFormatError(f"{path}: the checkpoint's yaml has no backbone/head layer lists") from exc
     modules = [row[2] if isinstance(row, list | tuple) and len(row) == 4 else None for row in rows]
     if len(rows) != _NUM_LAYERS or modules[0] != "MS_GetT" or modules[-1] != "SpikeDetect":
-        raise ValueError(f"{path}: not a SpikeYOLO snn_yolov8 layer graph ({len(rows)} layers: {modules})")
+        raise CheckpointFormatError(f"{path}: not a SpikeYOLO snn_yolov8 layer graph ({len(rows)} layers: {modules})")
     return rows
 
 
@@ -60,7 +61,7 @@ def spikeyolo_variant(ckpt: AuthorCheckpoint) -> tuple[str, dict[str, Any]]:
     """The registered variant that matches the checkpoint's yaml, and the facts it was chosen from."""
     cfg = ckpt.yaml
     if not cfg:
-        raise ValueError(f"{ckpt.path}: the pickled model has no 'yaml' attribute (its architecture)")
+        raise CheckpointFormatError(f"{ckpt.path}: the pickled model has no 'yaml' attribute (its architecture)")
     rows = _rows(cfg, ckpt.path)
     scales = cfg.get("scales") or {}
     scale = cfg.get("scale") or ""
@@ -80,8 +81,9 @@ def spikeyolo_variant(ckpt: AuthorCheckpoint) -> tuple[str, dict[str, Any]]:
     variant = table.get((round(depth, 3), round(width, 3), ratio))
     if variant is None:
         known = ", ".join(f"{v} (depth {d}, width {w}, layer 25 [{r},7])" for (d, w, r), v in table.items())
-        raise ValueError(f"{ckpt.path}: no registered SpikeYOLO variant has depth {depth}, width {width} and "
-                         f"layer 25 {rows[_LAYER25][3]} ({'Gen1' if gen1 else 'COCO'} code); known: {known}")
+        raise CheckpointFormatError(f"{ckpt.path}: no registered SpikeYOLO variant has depth {depth}, width "
+                                    f"{width} and layer 25 {rows[_LAYER25][3]} ({'Gen1' if gen1 else 'COCO'} "
+                                    f"code); known: {known}")
     return variant, facts
 
 
