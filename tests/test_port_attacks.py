@@ -43,7 +43,7 @@ def text(value: str) -> bytes:
 
 def num(value: int) -> bytes:
     data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-    return P.LONG1 + bytes([len(data)]) + data
+    return P.LONG1 + bytes([len(data)]) + data if len(data) < 256 else P.LONG4 + struct.pack("<i", len(data)) + data
 
 
 def raw(value: bytes) -> bytes:
@@ -284,7 +284,7 @@ def _numpy_attacks() -> dict[str, tuple[bytes, str]]:
                                        "needs 8 bytes"),
         "scalar with object dtype": (call(glob("numpy._core.multiarray", "scalar"), _dtype("O8"), text("x")),
                                      "O8"),
-        "negative shape": (_array(f8, (-1,), b""), "non-negative"),
+        "negative shape": (_array(f8, (-1,), b""), r"in \[0, 2\*\*63\)"),
     }
 
 
@@ -343,7 +343,7 @@ def _allocation_attacks(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return {
         "declared storage size": (write_zip(t / "declared.pt", program(tensor("0", 1 << 40, (1,), (1,))),
                                             {"0": b"\x00" * 4}), "expected"),
-        "deflated zip record": (bomb, "more than the file"),
+        "deflated zip record": (bomb, "compressed"),
         "zero-stride expansion": (write_zip(t / "stride.pt", program(tensor("0", 1, (1 << 20, 1 << 20), (0, 0))),
                                             {"0": b"\x00" * 4}), "declares 1099511627776 elements"),
         "torch.Tensor(n)": (write_zip(t / "tensor_n.pt", program(call(glob("torch", "Tensor"), num(1 << 40)))),
@@ -474,3 +474,133 @@ def test_the_errors_name_the_offending_global_or_record(tmp_path):
     check_refused(path, CheckpointFormatError, "archive/data/3", "holds 4 bytes, expected 8")
     path = write_zip(tmp_path / "o.pt", program(tensor("0", 2, (2,), (1,), offset=1)), {"0": b"\x00" * 8})
     check_refused(path, CheckpointFormatError, "overruns storage 0")
+
+
+# ------------------------------------------------------------------------------ 6. found by an attack audit
+
+
+def test_compressed_records_are_refused_before_inflating(tmp_path):
+    # torch never compresses; a bzip2 or LZMA record is inflated a whole input block at a time, far beyond
+    # the size it declares, before zipfile cuts it. So any compression is refused, whatever the sizes say.
+    for method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA, zipfile.ZIP_DEFLATED):
+        path = tmp_path / f"compressed{method}.pt"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", program(tensor("0", 1, (1,), (1,))))
+            archive.writestr("archive/byteorder", "little")
+            archive.writestr(zipfile.ZipInfo("archive/data/0"), bytes(4), compress_type=method)
+        check_refused(path, CheckpointFormatError, "archive/data/0", "compressed")
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param(P.EMPTY_TUPLE + P.TUPLE1 * 200_000, id="deep tuple (a C recursion crash when hashed)"),
+    pytest.param(P.EMPTY_TUPLE + P.BINPUT + b"\x00" + b"".join(
+        P.POP + P.BINGET + bytes([i - 1]) + P.BINGET + bytes([i - 1]) + P.TUPLE2 + P.BINPUT + bytes([i])
+        for i in range(1, 60)), id="shared tuple graph (exponential hashing)"),
+    pytest.param(P.BINFLOAT + struct.pack(">d", 0.5), id="float (collisions can be chosen)"),
+    pytest.param(num(7 * ((1 << 61) - 1)), id="integer beyond the hash modulus (collides with 0)"),
+])
+def test_only_plain_scalars_are_hashed_as_keys(tmp_path, key):
+    for body in (P.EMPTY_DICT + key + text("v") + P.SETITEM,  # SETITEM
+                 P.MARK + key + text("v") + P.DICT,  # DICT
+                 P.MARK + key + P.FROZENSET,  # FROZENSET
+                 P.EMPTY_SET + P.MARK + key + P.ADDITEMS):  # ADDITEMS
+        path = write_zip(tmp_path / "key.pt", program(body))
+        check_refused(path, CheckpointFormatError, "key or set member")
+
+
+def test_error_messages_never_render_file_data_at_length(tmp_path):
+    shared = P.EMPTY_LIST + P.BINPUT + b"\x00" + P.POP
+    for i in range(1, 40):  # L_i = [L_{i-1}, L_{i-1}]: its repr would have 2**40 parts
+        shared += P.MARK + P.BINGET + bytes([i - 1]) + P.BINGET + bytes([i - 1]) + P.LIST + P.BINPUT + bytes([i])
+        shared += P.POP
+    shared += P.BINGET + bytes([39])
+    for body in (call(glob("numpy", "dtype"), shared), call(glob("_codecs", "encode"), text("x"), shared)):
+        message = check_refused(write_zip(tmp_path / "repr.pt", program(body)), ZooError)
+        assert len(message) < 500
+
+
+def test_one_object_copied_over_and_over_is_refused(tmp_path):
+    data = bytes(1 << 20)
+    head = P.BINBYTES + struct.pack("<I", len(data)) + data + P.BINPUT + b"\x00" + P.POP
+    copies = P.MARK + (call(glob("builtins", "bytearray"), P.BINGET + b"\x00")) * 64 + P.LIST
+    path = write_zip(tmp_path / "copies.pt", program(head + copies))
+    check_refused(path, CheckpointFormatError, "copied over and over")
+    assert _peak_bytes(path) < 16 << 20
+
+
+def test_a_module_reached_twice_is_refused(tmp_path):
+    # M_k has children a and b that are both M_{k-1}: 2**k state-dict keys from a few bytes each.
+    leaf = module("torch.nn.modules.conv.Conv2d", odict(weight=tensor("0", 1, (1,), (1,)))) + P.BINPUT + b"\x00"
+    levels = b""
+    for k in range(1, 30):
+        children = odict(a=P.BINGET + bytes([k - 1]), b=P.BINGET + bytes([k - 1]))
+        levels += P.POP + module("torch.nn.modules.container.Sequential", odict(), children) + P.BINPUT + bytes([k])
+    pkl = program(P.EMPTY_DICT, text("model"), leaf, levels, P.SETITEM)
+    path = write_zip(tmp_path / "dag.pt", pkl, {"0": b"\x00" * 4})
+    with pytest.raises(CheckpointFormatError, match="reaches a module twice"):
+        load_checkpoint(path)
+
+
+def test_state_dict_copies_are_bounded_by_the_file(tmp_path):
+    big = 1 << 18  # one 1 MiB storage referred to under 64 names: 64 MiB of copies
+    params = odict(**{f"w{i}": tensor("0", big, (big,), (1,)) for i in range(64)})
+    path = write_zip(tmp_path / "tied.pt", program(P.EMPTY_DICT, text("model"),
+                                                   module("torch.nn.modules.conv.Conv2d", params), P.SETITEM),
+                     {"0": bytes(4 * big)})
+    ckpt = load_checkpoint(path)  # the same view 64 times is one tied tensor: one copy
+    assert len({t.data_ptr() for t in ckpt.state_dict.values()}) == 1
+    shifted = odict(**{f"w{i}": tensor("0", big, (big - i,), (1,), offset=i) for i in range(64)})
+    path = write_zip(tmp_path / "views.pt", program(P.EMPTY_DICT, text("model"),
+                                                    module("torch.nn.modules.conv.Conv2d", shifted), P.SETITEM),
+                     {"0": bytes(4 * big)})
+    with pytest.raises(CheckpointFormatError, match="more tensor bytes than the file"):
+        load_checkpoint(path)
+
+
+def test_metadata_budget_covers_every_entry_strings_bytes_and_empty_arrays(tmp_path):
+    shared = P.EMPTY_LIST + P.BINPUT + b"\x00" + P.POP
+    for i in range(1, 40):
+        shared += P.MARK + P.BINGET + bytes([i - 1]) + P.BINGET + bytes([i - 1]) + P.LIST + P.BINPUT + bytes([i])
+        shared += P.POP
+    many_keys = b"".join(num(k) + P.BINGET + bytes([39]) for k in range(200))  # 200 entries, one shared graph
+    string = "s" * (1 << 20)
+    body = shared + P.MARK + many_keys + text("long") + text(string) + P.BINPUT + b"\x28" + text("again") + \
+        P.MARK + P.BINGET + b"\x28" + P.BINGET + b"\x28" + P.LIST + \
+        text("empty") + tensor("0", 0, (1 << 24, 0), (1, 1)) + P.SETITEMS
+    model = module("ultralytics.nn.tasks.DetectionModel", odict())
+    pkl = program(P.EMPTY_DICT, P.MARK, text("model"), model, text("extra"), P.EMPTY_DICT, body, P.SETITEMS)
+    path = write_zip(tmp_path / "meta.pt", pkl, {"0": b""})
+    tracemalloc.start()
+    try:
+        ckpt = load_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "<cut off>" in repr(ckpt.extra) and peak < 256 << 20
+
+
+def test_an_ordered_dict_cannot_shadow_its_methods(tmp_path):
+    params = odict(weight=tensor("0", 2, (2,), (1,))) + P.MARK + text("items") + glob("torch", "Tensor") + \
+        P.DICT + P.BUILD
+    path = write_zip(tmp_path / "shadow.pt", program(P.EMPTY_DICT, text("model"),
+                                                     module("torch.nn.modules.conv.Conv2d", params), P.SETITEM),
+                     {"0": b"\x00\x00\x80\x3f" * 2})
+    check_refused(path, CheckpointFormatError, "_metadata")
+
+
+def test_huge_integers_in_shapes_are_refused_at_once(tmp_path):
+    huge = num(1 << 200_000)
+    body = call(glob("torch._utils", "_rebuild_tensor_v2"), storage("0", 1), num(0), tup(huge, huge),
+                tup(num(1), num(1)), P.NEWFALSE, odict())
+    path = write_zip(tmp_path / "int.pt", program(body), {"0": b"\x00" * 4})
+    check_refused(path, CheckpointFormatError, "a tensor's size", "2**63")
+
+
+def test_long_names_cannot_inflate_state_dict_keys(tmp_path):
+    name = "n" * 3000  # longer than any network's, short enough to pass as a dict key
+    inner = module("torch.nn.modules.conv.Conv2d", odict(weight=tensor("0", 1, (1,), (1,))))
+    outer = module("ultralytics.nn.tasks.DetectionModel", odict(), odict(**{name: inner}))
+    path = write_zip(tmp_path / "names.pt", program(P.EMPTY_DICT, text("model"), outer, P.SETITEM),
+                     {"0": b"\x00" * 4})
+    with pytest.raises(CheckpointFormatError, match="name that is not a string of at most"):
+        load_checkpoint(path)

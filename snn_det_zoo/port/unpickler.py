@@ -89,6 +89,36 @@ def _describe(obj: Any) -> str:
     return f"an object of type {type(obj).__qualname__}"
 
 
+def _short(value: Any) -> str:
+    """A description of file data that costs nothing however large or nested the value is."""
+    if isinstance(value, str | bytes):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if isinstance(value, bool | int):
+        return repr(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+    return _describe(value)
+
+
+# Dict keys and set members must hash in constant time without attacker-chosen collisions: strings and bytes
+# (randomised hashes), booleans, None, and integers below the hash modulus (each its own hash). Nested tuples
+# hash recursively in C (a deep one crashes the interpreter, a shared one takes exponential time) and floats
+# can be chosen to collide, so neither may be a key; no real checkpoint uses them as one.
+_MAX_INT_KEY = (1 << 61) - 2
+_MAX_NAME = 4096
+
+
+def _check_key(key: Any) -> Any:
+    if key is None or isinstance(key, bool):
+        return key
+    if isinstance(key, str | bytes):
+        if len(key) > _MAX_NAME:
+            raise CheckpointFormatError(f"a key of {len(key)} characters; names are at most {_MAX_NAME}")
+        return key
+    if isinstance(key, int) and -_MAX_INT_KEY <= key <= _MAX_INT_KEY:
+        return key
+    raise CheckpointFormatError(f"a dict key or set member is {_short(key)}; only strings, bytes, booleans, None "
+                                "and integers below 2**61 are accepted")
+
+
 class _StubMeta(type):
     """Calling a stub class (pickle's REDUCE, OBJ, INST) records the arguments instead of running anything."""
 
@@ -133,7 +163,7 @@ def stub_state(obj: StubObject) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for part in state:
             if isinstance(part, dict):
-                merged.update(part)
+                merged.update(dict.items(part))
         return merged
     return state if isinstance(state, dict) else {}
 
@@ -181,8 +211,9 @@ class _Storage:
 
 
 def _check_index(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise CheckpointFormatError(f"{what} must be a non-negative integer, got {_describe(value)}")
+    # Below 2**63, torch's own index type: also keeps the arithmetic on sizes cheap.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value.bit_length() > 63:
+        raise CheckpointFormatError(f"{what} must be an integer in [0, 2**63), got {_short(value)}")
     return value
 
 
@@ -253,10 +284,10 @@ _NUMPY_CODES = frozenset({"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", 
 
 def _numpy_dtype(code: Any, align: Any = False, copy: Any = False) -> np.dtype:
     if not isinstance(code, str) or code not in _NUMPY_CODES:
-        raise UnsafeCheckpointError(f"numpy dtype {code!r:.40} is not one of the allow-listed numeric types "
+        raise UnsafeCheckpointError(f"numpy dtype {_short(code)} is not one of the allow-listed numeric types "
                                     f"{sorted(_NUMPY_CODES)}")
     if align is not False or not isinstance(copy, bool):
-        raise CheckpointFormatError(f"numpy dtype {code} has unexpected flags (align={align!r:.20})")
+        raise CheckpointFormatError(f"numpy dtype {code} has unexpected flags (align={_short(align)})")
     return np.dtype(code)  # numpy's shared instance; its state is checked, never set (see _build_dtype)
 
 
@@ -316,10 +347,21 @@ _PLAIN = (list, tuple, dict, set, frozenset, str, bytes, collections.OrderedDict
 
 
 def _container(kind: type) -> Callable[..., Any]:
-    """``kind(iterable)`` for plain containers only (iterating a tensor would multiply its memory)."""
+    """``kind(iterable)`` for plain containers only (iterating a tensor would multiply its memory), with the
+    keys or members checked before anything is hashed."""
     def build(items: Any = ()) -> Any:
         if not isinstance(items, _PLAIN):
             raise CheckpointFormatError(f"{kind.__name__}() of {_describe(items)}; only plain containers")
+        if kind in (dict, collections.OrderedDict):
+            pairs = dict.items(items) if isinstance(items, dict) else items
+            checked = []
+            for pair in pairs:
+                if not isinstance(pair, tuple | list) or len(pair) != 2:
+                    raise CheckpointFormatError(f"{kind.__name__}() of an item that is not a (key, value) pair")
+                checked.append((_check_key(pair[0]), pair[1]))
+            return kind(checked)
+        if kind in (set, frozenset):
+            return kind(_check_key(item) for item in items)
         return kind(items)
 
     build.__name__ = kind.__name__
@@ -334,10 +376,9 @@ def _bytearray(data: Any = b"") -> bytearray:
 
 def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     # Protocol-2 pickles store bytes as _codecs.encode(str, 'latin1').
-    if not isinstance(text, str) or str(encoding).lower().replace("-", "").replace("_", "") not in (
-        "latin1", "utf8"
-    ):
-        raise CheckpointFormatError(f"_codecs.encode with encoding {encoding!r:.30}")
+    known = isinstance(encoding, str) and encoding.lower().replace("-", "").replace("_", "") in ("latin1", "utf8")
+    if not isinstance(text, str) or not known:
+        raise CheckpointFormatError(f"_codecs.encode of {_describe(text)} with encoding {_short(encoding)}")
     return text.encode(encoding)
 
 
@@ -410,8 +451,15 @@ for _dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torc
                torch.int16, torch.int8, torch.uint8, torch.bool):
     _VALUES[("torch", str(_dtype).removeprefix("torch."))] = _dtype
 
-# Classes pickle's NEWOBJ may create (an empty instance, filled by BUILD / SETITEMS / APPENDS).
-_NEWOBJ_TYPES = (argparse.Namespace, collections.OrderedDict, dict, list, set)
+# Classes pickle's NEWOBJ may create (an empty instance, filled by BUILD / SETITEMS / APPENDS), found by the
+# object the pickle's global resolves to.
+_NEWOBJ_TYPES: dict[int, tuple[Any, type]] = {
+    id(found): (found, kind) for found, kind in (
+        (argparse.Namespace, argparse.Namespace),
+        (_CALLS[("collections", "OrderedDict")], collections.OrderedDict),
+        (_CALLS[("builtins", "dict")], dict), (_CALLS[("builtins", "list")], list), (_CALLS[("builtins", "set")], set),
+    )
+}
 # types.SimpleNamespace comes back as argparse.Namespace: the same attribute bag, no import of types needed.
 _ALIASES = {("types", "SimpleNamespace"): ("argparse", "Namespace")}
 
@@ -450,6 +498,10 @@ class _RestrictedUnpickler(pickle._Unpickler):
         super().__init__(reader, encoding="latin1")
         self._load_storage = load_storage
         self._limit = limit  # bytes of this pickle: no single opcode may allocate more
+        # What allow-listed calls may build in all (elements, bytes, characters): each copies what the pickle
+        # spells out once, so a legitimate file stays below its own size; copying one shared object N times
+        # would not.
+        self._construction_budget = limit + (1 << 20)
         self._created: dict[int, Any] = {}  # id -> object, for everything this load made (kept alive)
         self._stubs: dict[tuple[str, str], type[StubObject]] = {}
         self._calls = {id(f): f for f in _CALLS.values()}
@@ -481,7 +533,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
                 raise CheckpointFormatError("a legacy module record without its class")
             return pid[1]
         if kind != "storage":
-            raise CheckpointFormatError(f"unknown persistent id type {kind!r:.40}")
+            raise CheckpointFormatError(f"unknown persistent id type {_short(kind)}")
         if len(pid) < 5 or not isinstance(pid[1], _StorageType):
             raise UnsafeCheckpointError(f"storage reference to {_describe(pid[1] if len(pid) > 1 else None)}, "
                                         "which is not an allow-listed torch storage type")
@@ -509,28 +561,44 @@ class _RestrictedUnpickler(pickle._Unpickler):
                                         "not allow-listed")
 
     # -- opcodes that call --------------------------------------------------------------------------------
+    def _charge(self, built: Any) -> Any:
+        if isinstance(built, list | tuple | dict | set | frozenset | bytes | bytearray | str):
+            size = len(built)
+        elif isinstance(built, pathlib.PurePath):
+            size = len(str(built))
+        else:
+            size = 1
+        self._construction_budget -= size
+        if self._construction_budget < 0:
+            raise CheckpointFormatError(f"the allow-listed calls build more than the pickle of {self._limit} bytes "
+                                        "spells out (one object copied over and over)")
+        return built
+
     def load_reduce(self) -> None:
         args = self.stack.pop()
         func = self.stack[-1]
         self._check_call(func, "REDUCE")
         if not isinstance(args, tuple):
             raise CheckpointFormatError("REDUCE without an argument tuple")
-        self.stack[-1] = self._made(func(*args))
+        self.stack[-1] = self._made(self._charge(func(*args)))
 
     def _instantiate(self, klass: Any, args: list) -> None:  # OBJ and INST
         self._check_call(klass, "OBJ/INST")
-        self.append(self._made(klass(*args)))
+        self.append(self._made(self._charge(klass(*args))))
 
     def _newobj(self, cls: Any, args: Any, kwargs: Any) -> None:
         stub = isinstance(cls, type) and issubclass(cls, StubObject)
-        if stub:
-            self._check_call(cls, "NEWOBJ")
-        elif cls not in _NEWOBJ_TYPES or args or kwargs:
-            raise UnsafeCheckpointError(f"the checkpoint's NEWOBJ opcode creates {self._name(cls)}, which is "
-                                        "not allow-listed")
         if not isinstance(args, tuple) or not isinstance(kwargs, dict):
             raise CheckpointFormatError("NEWOBJ without an argument tuple")
-        self.append(self._made(cls.__new__(cls, *args, **kwargs)))
+        if stub:
+            self._check_call(cls, "NEWOBJ")
+            self.append(self._made(cls.__new__(cls, *args, **kwargs)))
+            return
+        found, kind = _NEWOBJ_TYPES.get(id(cls), (None, None))
+        if found is not cls or kind is None or args or kwargs:
+            raise UnsafeCheckpointError(f"the checkpoint's NEWOBJ opcode creates {self._name(cls)}, which is "
+                                        "not allow-listed")
+        self.append(self._made(kind.__new__(kind)))
 
     def load_newobj(self) -> None:
         args = self.stack.pop()
@@ -553,12 +621,22 @@ class _RestrictedUnpickler(pickle._Unpickler):
             if inst._stub_state is not None:
                 raise CheckpointFormatError(f"{_describe(inst)} is given its state twice")
             inst._stub_state = state
-        elif isinstance(inst, argparse.Namespace | collections.OrderedDict):  # a state dict's _metadata
-            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-                raise CheckpointFormatError(f"the state of {_describe(inst)} must be a dict of names")
+        elif isinstance(inst, argparse.Namespace | collections.OrderedDict):
+            names = dict.keys(state) if isinstance(state, dict) else ()
+            # An OrderedDict carries only a state dict's _metadata: any other name (items, keys, get) would
+            # shadow its methods for whoever reads it next.
+            allowed = ("_metadata",) if isinstance(inst, collections.OrderedDict) else None
+            if not isinstance(state, dict) or not all(
+                isinstance(k, str) and len(k) <= 256 and not k.startswith("__") and (allowed is None or k in allowed)
+                for k in names
+            ):
+                raise CheckpointFormatError(f"the state of {_describe(inst)} may only be a dict of attribute names"
+                                            + (" (_metadata)" if allowed else ""))
             vars(inst).update(state)
         elif type(inst) is np.ndarray:
             _build_array(inst, state)
+            if isinstance(state[4], bytearray):  # numpy keeps bytes as they are but copies a bytearray
+                self._charge(state[4])
         else:
             raise UnsafeCheckpointError(f"the checkpoint's BUILD opcode sets the state of {self._name(inst)}, "
                                         "which is not allow-listed")
@@ -575,7 +653,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if len(items) % 2:
             raise CheckpointFormatError("SETITEMS with a key but no value")
         for i in range(0, len(items), 2):
-            store[items[i]] = items[i + 1]  # a dict or OrderedDict of this load: its own __setitem__
+            store[_check_key(items[i])] = items[i + 1]  # a dict or OrderedDict of this load
 
     def load_setitem(self) -> None:
         value = self.stack.pop()
@@ -597,7 +675,16 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     def load_additems(self) -> None:
         items = self.pop_mark()
-        self._items_target("ADDITEMS", (set,)).update(items)
+        self._items_target("ADDITEMS", (set,)).update(_check_key(item) for item in items)
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise CheckpointFormatError("DICT with a key but no value")
+        self.append(self._made({_check_key(items[i]): items[i + 1] for i in range(0, len(items), 2)}))
+
+    def load_frozenset(self) -> None:
+        self.append(frozenset(_check_key(item) for item in self.pop_mark()))
 
     # -- opcodes that allocate or reach outside the pickle ------------------------------------------------
     def load_bytearray8(self) -> None:
@@ -638,6 +725,8 @@ _RestrictedUnpickler.dispatch.update({
     pickle.APPEND[0]: _RestrictedUnpickler.load_append,
     pickle.APPENDS[0]: _RestrictedUnpickler.load_appends,
     pickle.ADDITEMS[0]: _RestrictedUnpickler.load_additems,
+    pickle.DICT[0]: _RestrictedUnpickler.load_dict,
+    pickle.FROZENSET[0]: _RestrictedUnpickler.load_frozenset,
     pickle.BYTEARRAY8[0]: _RestrictedUnpickler.load_bytearray8,
     # EXT codes go through copyreg's process-wide registry and cache; text persistent ids are not torch's.
     pickle.EXT1[0]: _refused("EXT1"),
@@ -645,7 +734,7 @@ _RestrictedUnpickler.dispatch.update({
     pickle.EXT4[0]: _refused("EXT4"),
     pickle.PERSID[0]: _refused("PERSID"),
     **{op[0]: _registering(_base[op[0]])
-       for op in (pickle.EMPTY_DICT, pickle.DICT, pickle.EMPTY_LIST, pickle.LIST, pickle.EMPTY_SET)},
+       for op in (pickle.EMPTY_DICT, pickle.EMPTY_LIST, pickle.LIST, pickle.EMPTY_SET)},
 })
 del _base
 
@@ -656,8 +745,8 @@ def _unpickle(reader: _BoundedReader, load_storage: Callable[[tuple], _Storage],
 
 def _storage_pid(pid: tuple) -> tuple[_StorageType, str, int]:
     storage_type, key, _location, numel = pid[:4]
-    if not isinstance(key, str) or not key:
-        raise CheckpointFormatError("a storage reference without a string key")
+    if not isinstance(key, str) or not 0 < len(key) <= 64:
+        raise CheckpointFormatError(f"a storage reference whose key is {_short(key)}, not a short string")
     return storage_type, key, _check_index(numel, f"storage {key}'s element count")
 
 
@@ -683,6 +772,11 @@ def _read_record(archive: zipfile.ZipFile, name: str, budget: _Budget, expected:
         info = archive.getinfo(name)
     except KeyError as exc:
         raise CheckpointFormatError(f"record {name} is missing") from exc
+    # torch writes every record uncompressed; a compressed one may inflate far beyond its declared size
+    # before zipfile cuts it (bzip2 and LZMA streams are decompressed a whole input block at a time).
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointFormatError(f"record {name} is compressed (zip method {info.compress_type}); torch "
+                                    "checkpoints store their records uncompressed")
     if expected is not None and info.file_size != expected:
         raise CheckpointFormatError(f"record {name} holds {info.file_size} bytes, expected {expected}")
     budget.take(info.file_size, f"record {name}")  # checked before allocating; zip bombs stop here
@@ -744,7 +838,7 @@ def _legacy_headers(fh: io.BufferedIOBase, size: int) -> _BoundedReader:
         raise CheckpointFormatError("neither a torch zip checkpoint nor a legacy torch file")
     _unpickle(reader, _no_storage, size)  # protocol version
     sys_info = _unpickle(reader, _no_storage, size)
-    if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
+    if isinstance(sys_info, dict) and not dict.get(sys_info, "little_endian", True):
         raise CheckpointFormatError("saved on a big-endian machine; not supported")
     return reader
 
