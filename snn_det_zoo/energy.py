@@ -43,11 +43,11 @@ from torch import nn
 
 from ._atomic import write_csv_atomic
 from .errors import InvalidArgumentError
+from .nn.layer_geometry import ConvGeometry
 
 __all__ = [
     "E_AC_PJ",
     "E_MAC_PJ",
-    "ConvGeometry",
     "EnergyConstants",
     "EnergyMeter",
     "EnergyReport",
@@ -84,19 +84,6 @@ class EnergyConstants:
     def describe(self) -> str:
         """A short label for result rows, e.g. ``'E_AC=0.9pJ E_MAC=4.6pJ (45nm)'``."""
         return f"E_AC={self.e_ac_pj:g}pJ E_MAC={self.e_mac_pj:g}pJ ({self.technology})"
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """The convolution a re-parameterisable block folds into (what ``fused_conv_geometry()`` returns)."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple[int, ...]
-    groups: int = 1
-
-    def macs_per_output_element(self) -> int:
-        return (self.in_channels // self.groups) * math.prod(self.kernel_size)
 
 
 def conv_macs(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],

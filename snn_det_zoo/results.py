@@ -35,8 +35,8 @@ except ImportError:  # not on Windows: appends there are atomic but not locked a
     fcntl = None
 
 from ._atomic import writable_folder, write_csv_atomic
+from .constants import COCO_STAT_KEYS
 from .errors import InvalidArgumentError, ResultsFormatError
-from .eval.constants import COCO_STAT_KEYS
 from .hub import zoo_home
 
 __all__ = [

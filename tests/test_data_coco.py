@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from snn_det_zoo import labels as labels_module
+from snn_det_zoo.constants import COCO80_TO_COCO91
 from snn_det_zoo.data.coco import CategoryMap, CocoDetection
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError
-from snn_det_zoo.eval import coco as coco_eval
-from snn_det_zoo.eval.coco import check_coco_dict
-from snn_det_zoo.eval.constants import COCO80_TO_COCO91
+from snn_det_zoo.labels import check_coco_dict
 from snn_det_zoo.nn.transform import LetterboxInfo, unletterbox_boxes
 
 COCO80_CATEGORIES = [{"id": i, "name": f"c{i}"} for i in COCO80_TO_COCO91]
@@ -143,7 +143,7 @@ def test_annotation_files_the_metrics_refuse_are_refused_through_the_same_check(
         calls.append(source)
         return check_coco_dict(data, source)
 
-    monkeypatch.setattr(coco_eval, "check_coco_dict", spy)
+    monkeypatch.setattr(labels_module, "check_coco_dict", spy)
     ann_file.write_text(json.dumps(good))
     CocoDetection(images_dir, ann_file)
     assert calls == [str(ann_file)]

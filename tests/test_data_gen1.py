@@ -18,18 +18,10 @@ from snn_det_zoo.data.events import (
     resize_linear_u8,
     spikeyolo_gen1_input,
 )
-from snn_det_zoo.data.gen1 import (
-    BBOX_DTYPE,
-    EVENT_DTYPE,
-    GEN1_NUM_CLASSES,
-    DatFile,
-    authors_gen1_targets,
-    read_boxes,
-    read_dat,
-    write_dat,
-)
+from snn_det_zoo.data.gen1 import EVENT_DTYPE, DatFile, read_boxes, read_dat, write_dat
 from snn_det_zoo.data.gen1_dataset import Gen1Detection
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, ZooError
+from snn_det_zoo.labels import BBOX_DTYPE, GEN1_NUM_CLASSES, authors_gen1_targets
 
 HEADER = (
     b"% Data file containing Event2D events.\n% Version 2\n% Date 2019-01-01 00:00:00\n"

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from snn_det_zoo.energy import (
-    ConvGeometry,
     EnergyConstants,
     EnergyMeter,
     EnergyReport,
@@ -19,6 +18,7 @@ from snn_det_zoo.energy import (
     is_spike_tensor,
     layer_energy,
 )
+from snn_det_zoo.nn.layer_geometry import ConvGeometry
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from snn_det_zoo.constants import COCO80_TO_COCO91, COCO_STAT_KEYS, GEN1_PSEE, GEN4_PSEE
 from snn_det_zoo.data.events import SPIKEYOLO_GEN1_GEOMETRY
-from snn_det_zoo.data.gen1 import BBOX_DTYPE
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, MissingDependencyError
 from snn_det_zoo.eval.coco import _evaluate, _prepared_gt, coco_metrics, to_coco_results
-from snn_det_zoo.eval.constants import COCO80_TO_COCO91, COCO_STAT_KEYS, GEN1_PSEE, GEN4_PSEE
 from snn_det_zoo.eval.gen1 import PROTOCOLS, _windows, filter_boxes, gen1_metrics, predictions_to_boxes
+from snn_det_zoo.labels import BBOX_DTYPE
 
 
 def random_coco_case(seed=0, n_images=40):

@@ -56,11 +56,11 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from ..energy import ConvGeometry
 from ..errors import InvalidArgumentError
 from ..neurons import ILIFNode
 from ..nn.boxes import multiclass_nms
 from ..nn.dfl import decode_dfl_levels
+from ..nn.layer_geometry import ConvGeometry
 from ..nn.spike_conv import SpikeInputConv2d, fuse_conv_bn
 from ..nn.transform import LetterboxTransform
 from ..registry import register_model

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..constants import COCO80_TO_COCO91
 from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
-from ..eval.coco import load_coco_json
-from ..eval.constants import COCO80_TO_COCO91
+from ..labels import load_coco_json
 from ..nn.transform import LetterboxInfo, letterbox
 
 __all__ = ["CategoryMap", "CocoDetection"]

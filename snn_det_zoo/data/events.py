@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..constants import GEN1_HEIGHT, GEN1_WIDTH
 from ..errors import InvalidArgumentError
-from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
 
 __all__ = [
     "EMSYOLO_GEN1_GEOMETRY",

@@ -21,17 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._atomic import atomic_open
+from ..constants import GEN1_HEIGHT, GEN1_WIDTH
 from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
-from ..eval.constants import GEN1_CLASSES, GEN1_HEIGHT, GEN1_WIDTH
+from ..labels import BBOX_DTYPE, GEN1_NUM_CLASSES, first_bad_box
 
 __all__ = [
-    "BBOX_DTYPE",
     "EVENT_DTYPE",
-    "GEN1_NUM_CLASSES",
     "DatFile",
     "DatHeader",
-    "authors_gen1_targets",
-    "first_bad_box",
     "read_boxes",
     "read_dat",
     "write_dat",
@@ -39,23 +36,12 @@ __all__ = [
 
 # What read_dat returns: one record per event.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "<u1")])
-# The toolbox's current label layout (src/io/box_loading.py); read_boxes converts every older variant to it.
-BBOX_DTYPE = np.dtype(
-    {
-        "names": ["t", "x", "y", "w", "h", "class_id", "track_id", "class_confidence"],
-        "formats": ["<i8", "<f4", "<f4", "<f4", "<f4", "<u4", "<u4", "<f4"],
-        "offsets": [0, 8, 12, 16, 20, 24, 28, 32],
-        "itemsize": 40,
-    }
-)
-
 _RAW_DTYPE = np.dtype([("t", "<u4"), ("packed", "<u4")])  # the on-disk Event2D record
 _EVENT2D = 0
 _X_MASK, _Y_SHIFT, _Y_MASK, _P_SHIFT = 0x3FFF, 14, 0x3FFF, 28
 _MAX_HEADER_BYTES = 1 << 20  # a real header is a few hundred bytes; this bounds the scan of a garbage file
 _ORDER_CHUNK = 1 << 22  # events per step of the sortedness check: 16 MiB of timestamps, not the whole column
-# Class ids of the Gen1 labels: 0 = car, 1 = pedestrian (eval/constants.py names them).
-GEN1_NUM_CLASSES = len(GEN1_CLASSES)
+
 
 
 @dataclass(frozen=True)
@@ -263,43 +249,6 @@ def _open_data(path: str, what: str):
         raise DataNotFoundError(f"Gen1 {what} file not found: {path}") from None
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value > 0
-
-
-def first_bad_box(
-    boxes: np.ndarray, num_classes: int = GEN1_NUM_CLASSES, detections: bool = False
-) -> tuple[int, str] | None:
-    """The index of the first box no metric can use, and why; ``None`` when every box is fine.
-
-    Labels need finite ``x``, ``y``, ``w``, ``h`` with ``w > 0`` and ``h > 0`` and a ``class_id`` in
-    ``0 .. num_classes - 1``. Detections (``detections=True``) may have zero size (``w, h >= 0``) and need a
-    finite ``class_confidence``. Vectorised: any field layout with those names (every :func:`read_boxes`
-    input version, ``BBOX_DTYPE``).
-    """
-    if not _is_count(num_classes):
-        raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
-    x, y, w, h = (np.asarray(boxes[k], dtype=np.float64) for k in ("x", "y", "w", "h"))
-    cls = np.asarray(boxes["class_id"])
-    finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h)
-    sized = ((w >= 0) & (h >= 0)) if detections else ((w > 0) & (h > 0))
-    known = (cls >= 0) & (cls < num_classes)
-    scored = np.isfinite(boxes["class_confidence"]) if detections else np.ones(len(x), dtype=bool)
-    bad = np.flatnonzero(~(finite & sized & known & scored))
-    if not bad.size:
-        return None
-    i = int(bad[0])
-    if not finite[i]:
-        why = "x, y, w and h must be finite"
-    elif not sized[i]:
-        why = "w and h must be >= 0" if detections else "w and h must be > 0"
-    elif not known[i]:
-        why = f"class_id must be in 0..{num_classes - 1} ({num_classes} classes)"
-    else:
-        why = f"class_confidence {boxes['class_confidence'][i]} must be finite"
-    return i, f"{why}; got x {x[i]}, y {y[i]}, w {w[i]}, h {h[i]}, class_id {cls[i]}"
-
-
 def read_boxes(path: str | os.PathLike, num_classes: int = GEN1_NUM_CLASSES) -> np.ndarray:
     """The labels of a Gen1 ``*_bbox.npy`` file as a ``BBOX_DTYPE`` array, whatever dtype version it ships.
 
@@ -359,36 +308,3 @@ def read_boxes(path: str | os.PathLike, num_classes: int = GEN1_NUM_CLASSES) -> 
     if backwards.size:
         raise corrupt(int(backwards[0]) + 1, "timestamps go backwards (labels must be sorted by time)")
     return out
-
-
-def authors_gen1_targets(
-    boxes: np.ndarray, style: str = "spikeyolo", width: int = GEN1_WIDTH, height: int = GEN1_HEIGHT
-) -> tuple[np.ndarray, np.ndarray]:
-    """The labels of one timestamp as SpikeYOLO / EMS-YOLO make them (``create_targets``), as xyxy pixels.
-
-    Both keep the last box of every ``track_id``, clamp x and w to ``[0, width]`` and y and h to
-    ``[0, height]`` *independently* (so a box is shifted rather than clipped), take centres, and drop boxes
-    with zero width or height. SpikeYOLO clamps the centres and sizes once more; EMS-YOLO does not.
-
-    :param boxes: ``BBOX_DTYPE`` records of one timestamp (as :func:`read_boxes` returns).
-    :param style: ``"spikeyolo"`` or ``"emsyolo"``.
-    :returns: ``(labels int64 [N], boxes float32 [N, 4] xyxy in sensor pixels)``, ordered as the authors' code
-        orders them (by decreasing track id).
-    """
-    if style not in ("spikeyolo", "emsyolo"):
-        raise InvalidArgumentError(f"style must be 'spikeyolo' or 'emsyolo', got {style!r}")
-    # np.unique on the reversed ids finds each track's last row; the authors flip the result, so do we.
-    _, first_rev = np.unique(boxes["track_id"][::-1], return_index=True)
-    keep = (len(boxes) - 1 - first_rev)[::-1]
-    picked = boxes[keep]
-    xywh = np.stack([picked[k].astype(np.float32) for k in ("x", "y", "w", "h")], axis=1).reshape(-1, 4)
-    limits = np.array([width, height, width, height], dtype=np.float32)
-    xywh = np.clip(xywh, 0, limits)
-    centres = xywh[:, :2] + xywh[:, 2:] / 2
-    cxcywh = np.concatenate([centres, xywh[:, 2:]], axis=1)
-    if style == "spikeyolo":
-        cxcywh = np.clip(cxcywh, 0, limits)
-    valid = (cxcywh[:, 2] != 0) & (cxcywh[:, 3] != 0)
-    cxcywh = cxcywh[valid]
-    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
-    return picked["class_id"][valid].astype(np.int64), xyxy.astype(np.float32)

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..constants import GEN1_HEIGHT, GEN1_WIDTH
 from ..errors import DataNotFoundError, InvalidArgumentError
-from ..eval.constants import GEN1_HEIGHT, GEN1_WIDTH
+from ..labels import authors_gen1_targets
 from .events import (
     EMSYOLO_GEN1_GEOMETRY,
     SPIKEYOLO_GEN1_GEOMETRY,
@@ -25,7 +26,7 @@ from .events import (
     polarity_histogram,
     spikeyolo_gen1_input,
 )
-from .gen1 import DatFile, authors_gen1_targets, read_boxes
+from .gen1 import DatFile, read_boxes
 
 __all__ = ["REPRESENTATIONS", "Gen1Detection", "Representation"]
 
@@ -63,7 +64,7 @@ class Gen1Detection(Dataset):
     ``target`` holds ``boxes`` (float32 ``[N, 4]``, xyxy in *sensor* pixels, 304x240; map them to the network
     input with ``dataset.geometry.to_input``), ``labels`` (int64, 0 car, 1 pedestrian), ``t`` (the label
     timestamp, us), ``sequence`` (the recording's name) and ``image_id`` (index + 1). Boxes follow the
-    representation's authors' label processing (:func:`.gen1.authors_gen1_targets`); the raw labels of a
+    representation's authors' label processing (:func:`..labels.authors_gen1_targets`); the raw labels of a
     recording, for the ``psee`` protocol, come from :meth:`raw_boxes`.
 
     :param root: the folder holding ``train``, ``val`` and ``test``.

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..constants import SHAPE_CLASSES
 from ..errors import InvalidArgumentError
 from .gen1 import EVENT_DTYPE
 
 __all__ = ["SHAPE_CLASSES", "SyntheticEvents", "SyntheticShapes", "collate_detection"]
 
-SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 _MAX_PLACEMENT_TRIES = 50  # rejection sampling for non-overlapping objects; fewer objects if it fails
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
-import json
 import operator
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,35 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError, MissingDependencyError
-from .constants import COCO_STAT_KEYS
+from ..constants import COCO_STAT_KEYS
+from ..errors import DataFormatError, InvalidArgumentError, MissingDependencyError
+from ..labels import BOX_RULE, check_coco_dict, column_array, first_bad_xywh, load_coco_json
 
-__all__ = ["BACKENDS", "check_coco_dict", "coco_metrics", "load_coco_json", "to_coco_results"]
+__all__ = ["BACKENDS", "coco_metrics", "to_coco_results"]
 
 BACKENDS = ("pycocotools", "faster")
 
-_BOX_RULE = "[x, y, w, h] of finite numbers with w >= 0 and h >= 0"
-_INT64_MAX = np.iinfo(np.int64).max
-
-
-def load_coco_json(path: str | os.PathLike) -> dict:
-    """Read an ``instances_*.json`` file and validate it with :func:`check_coco_dict`.
-
-    :raises DataNotFoundError: the file does not exist.
-    :raises DataFormatError: not JSON, or not a valid COCO ground truth (the message names the file).
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"COCO annotation file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "expected a COCO annotation file"
-        ) from exc
-    return check_coco_dict(data, source=path)
+_BOX_RULE = BOX_RULE
 
 
 @contextlib.contextmanager
@@ -60,154 +39,6 @@ def _gc_paused():
     finally:
         if enabled:
             gc.enable()
-
-
-def _as_array(values: Any, kinds: str, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``values`` as an array of ``shape`` whose dtype kind is one of ``kinds``; ``None`` if it is not one."""
-    if shape and not shape[0]:
-        return np.zeros(shape, dtype=np.float64 if "f" in kinds else np.int64)
-    try:
-        arr = np.asarray(values)
-    except (TypeError, ValueError):  # ragged lists
-        return None
-    if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64_MAX:  # so that every accepted id fits int64
-        return None
-    return arr if arr.shape == shape and arr.dtype.kind in kinds else None
-
-
-def _column(
-    values: Sequence, kinds: str, refuse: Callable[[int, Any], Exception], width: int | None = None
-) -> np.ndarray:
-    """One field of every record as one array (``kinds``: ``"iu"`` integers, ``"iuf"`` numbers), else
-    ``refuse(index, value)`` of the first record whose value does not fit. Vectorised: one NumPy conversion
-    in the common case, a Python scan only to name the culprit."""
-    shape = (len(values),) if width is None else (len(values), width)
-    arr = _as_array(values, kinds, shape)
-    if arr is not None:
-        return arr
-    for i, value in enumerate(values):
-        if _as_array(value, kinds, shape[1:]) is None:
-            raise refuse(i, value)
-    raise AssertionError("unreachable: the column failed but none of its values did")
-
-
-def _first_repeat(ids: np.ndarray) -> tuple[int, int] | None:
-    """``(i, j)``: record ``i`` is the first to repeat the id of the earlier record ``j``; ``None`` if none."""
-    order = np.argsort(ids, kind="stable")
-    repeats = order[1:][ids[order][1:] == ids[order][:-1]]
-    if not repeats.size:
-        return None
-    i = int(repeats.min())
-    return i, int(np.flatnonzero(ids == ids[i])[0])
-
-
-def _bad_box(xywh: np.ndarray, scores: np.ndarray | None = None) -> tuple[int, str] | None:
-    """The first row of ``xywh`` [N, 4] (and ``scores`` [N]) that no metric can score, and why.
-
-    pycocotools' IoU counts a NaN box as a match and faster-coco-eval as a miss, so neither result means
-    anything; a negative size gives a positive ``w * h`` area and a wrong IoU.
-    """
-    finite = np.isfinite(xywh).all(axis=1)
-    ok = finite & (xywh[:, 2] >= 0) & (xywh[:, 3] >= 0)
-    if scores is not None:
-        ok &= np.isfinite(scores)
-    bad = np.flatnonzero(~ok)
-    if not bad.size:
-        return None
-    i = int(bad[0])
-    if not finite[i]:
-        return i, "box is not finite"
-    if scores is not None and not np.isfinite(scores[i]):
-        return i, "score is not finite"
-    return i, "negative width or height"
-
-
-def _ids(items: list, key: str, source: str) -> np.ndarray:
-    """The ``id`` of every image or category, refusing entries without an integer id and repeated ids."""
-    ids = _column(
-        [item.get("id") if isinstance(item, Mapping) else None for item in items],
-        "iu",
-        lambda i, _: DataFormatError(f"{source}: {key}[{i}] must be an object with an integer 'id'"),
-    )
-    repeat = _first_repeat(ids)
-    if repeat is not None:
-        i, j = repeat
-        raise DataFormatError(f"{source}: {key}[{i}] repeats id {ids[i]} of {key}[{j}]")
-    return ids
-
-
-def check_coco_dict(data: Any, source: str = "ground truth") -> dict:
-    """Validate a COCO ground-truth dict; returns a shallow copy. ``source`` names it in error messages.
-
-    Refused, naming the entry and its id: entries without integer ids, repeated image, category or annotation
-    ids, annotations of images or categories that are not listed, boxes that are not ``[x, y, w, h]`` of
-    finite numbers with ``w >= 0`` and ``h >= 0``, and an ``area`` that is not a finite number >= 0.
-    Zero-size boxes are allowed: COCO's own instances_train2017.json has two (height 0.0, annotation ids 918
-    and 2206849; cocodataset/cocoapi#355); :class:`..data.coco.CocoDetection` drops them from its targets.
-    This is the one validation of COCO ground truth: the metrics and the dataset both call it.
-
-    :raises DataFormatError: the first problem found.
-    """
-    if not isinstance(data, Mapping):
-        raise DataFormatError(
-            f"{source}: expected a JSON object with 'images', 'annotations' and 'categories', "
-            f"got {type(data).__name__}"
-        )
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            found = "missing" if key not in data else type(data[key]).__name__
-            raise DataFormatError(f"{source}: expected '{key}' to be a list ({found})")
-    image_ids = _ids(data["images"], "images", source)
-    category_ids = _ids(data["categories"], "categories", source)
-    annotations = data["annotations"]
-    for i, ann in enumerate(annotations):
-        if not isinstance(ann, Mapping):
-            raise DataFormatError(f"{source}: annotations[{i}] must be an object")
-
-    def needs_int(key: str) -> Callable[[int, Any], Exception]:
-        return lambda i, _: DataFormatError(f"{source}: annotations[{i}] needs an integer '{key}'")
-
-    ids, image_of, category_of = (
-        _column([ann.get(key) for ann in annotations], "iu", needs_int(key))
-        for key in ("id", "image_id", "category_id")
-    )
-    repeat = _first_repeat(ids)
-    if repeat is not None:
-        i, j = repeat
-        raise DataFormatError(f"{source}: annotations[{i}] repeats id {ids[i]} of annotations[{j}]")
-    for refs, known, key, listed in (
-        (image_of, image_ids, "image_id", "images"),
-        (category_of, category_ids, "category_id", "categories"),
-    ):
-        unknown = np.flatnonzero(~np.isin(refs, known))
-        if unknown.size:
-            i = int(unknown[0])
-            raise DataFormatError(
-                f"{source}: annotations[{i}] (id {ids[i]}) refers to {key} {refs[i]}, which is not in '{listed}'"
-            )
-    xywh = _column(
-        [ann.get("bbox") for ann in annotations],
-        "iuf",
-        lambda i, bbox: DataFormatError(f"{source}: annotations[{i}]['bbox'] must be {_BOX_RULE}, got {bbox!r}"),
-        width=4,
-    ).astype(np.float64)
-    bad = _bad_box(xywh)
-    if bad is not None:
-        i, why = bad
-        raise DataFormatError(
-            f"{source}: annotations[{i}] (id {ids[i]}): {why}: bbox {annotations[i]['bbox']!r}; expected {_BOX_RULE}"
-        )
-
-    def bad_area(i: int, area: Any) -> DataFormatError:
-        return DataFormatError(
-            f"{source}: annotations[{i}] (id {ids[i]}) has area {area!r}; expected a finite number >= 0"
-        )
-
-    area = _column([ann.get("area", 0.0) for ann in annotations], "iuf", bad_area).astype(np.float64)
-    wrong = np.flatnonzero(~(np.isfinite(area) & (area >= 0)))
-    if wrong.size:
-        raise bad_area(int(wrong[0]), annotations[int(wrong[0])]["area"])
-    return dict(data)
 
 
 def _prepared_gt(gt: Mapping | str | os.PathLike) -> dict:
@@ -257,15 +88,15 @@ def _checked_detections(detections: Iterable[Mapping], image_ids: set[int]) -> l
     def expected(field: str, what: str) -> Callable[[int, Any], Exception]:
         return lambda i, v: InvalidArgumentError(f"detections[{i}]['{field}'] is {v!r:.200}; expected {what}")
 
-    img = _column(img_col, "iu", expected("image_id", "an integer"))
-    cat = _column(cat_col, "iu", expected("category_id", "an integer"))
-    xywh = _column(box_col, "iuf", expected("bbox", "4 numbers [x, y, w, h]"), width=4).astype(np.float64)
-    scores = _column(score_col, "iuf", expected("score", "a number")).astype(np.float64)
+    img = column_array(img_col, "iu", expected("image_id", "an integer"))
+    cat = column_array(cat_col, "iu", expected("category_id", "an integer"))
+    xywh = column_array(box_col, "iuf", expected("bbox", "4 numbers [x, y, w, h]"), width=4).astype(np.float64)
+    scores = column_array(score_col, "iuf", expected("score", "a number")).astype(np.float64)
     unknown = np.flatnonzero(~np.isin(img, np.fromiter(image_ids, np.int64, len(image_ids))))
     if unknown.size:
         i = int(unknown[0])
         raise InvalidArgumentError(f"detections[{i}] has image_id {img[i]}, which is not in the ground truth")
-    bad = _bad_box(xywh, scores)
+    bad = first_bad_xywh(xywh, scores)
     if bad is not None:
         i, why = bad
         raise InvalidArgumentError(
@@ -390,7 +221,7 @@ def _results_of(pred: Mapping, where: str, image_id: int, cat_map: np.ndarray | 
     scores = _as_numpy(pred["scores"], f"{where}: scores", (len(xyxy),)).astype(np.float64)
     labels = _as_numpy(pred["labels"], f"{where}: labels", (len(xyxy),)).astype(np.int64)
     xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-    bad = _bad_box(xywh, scores)
+    bad = first_bad_xywh(xywh, scores)
     if bad is not None:
         j, why = bad
         raise InvalidArgumentError(

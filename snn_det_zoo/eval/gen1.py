@@ -6,7 +6,7 @@
   on 304x240 images. This follows the toolbox's ``evaluate_detection`` / RVT's ``evaluate_list``.
 - ``"frames"``: the per-slice evaluation of the SNN papers (SpikeYOLO, EMS-YOLO): every labelled timestamp is
   one image whose ground truth is processed as the authors do (last box per track, clamped; see
-  :func:`..data.gen1.authors_gen1_targets`), predictions count only when made at exactly that timestamp,
+  :func:`..labels.authors_gen1_targets`), predictions count only when made at exactly that timestamp,
   nothing is filtered. The papers' own numbers come from Ultralytics / YOLOv5 ``ap_per_class`` on 320x320
   inputs; here COCOeval scores the same matches (AP50 and AP50:95 are unchanged by the axis scaling, the
   small/medium/large split is done at sensor resolution).
@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..data.gen1 import BBOX_DTYPE, authors_gen1_targets, first_bad_box
+from ..constants import GEN1_PSEE, PseeProtocol
 from ..errors import InvalidArgumentError
+from ..labels import BBOX_DTYPE, authors_gen1_targets, first_bad_box
 from .coco import coco_metrics
-from .constants import GEN1_PSEE, PseeProtocol
 
 __all__ = ["PROTOCOLS", "filter_boxes", "gen1_metrics", "predictions_to_boxes"]
 

@@ -1,4 +1,7 @@
-"""Evaluation constants, each with its source, in one place.
+"""Constants of the datasets and their evaluation, each with its source, in one place.
+
+Data loaders and metrics both read them, so they sit below both (``data`` and ``eval`` import neither each
+other nor anything above this module).
 
 Gen1 (Prophesee ATIS automotive detection dataset, de Tournemire et al. 2020, arXiv:2001.08499):
 
@@ -18,9 +21,14 @@ COCO (Lin et al. 2014): the 12 summary statistics of pycocotools' ``COCOeval.sum
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .errors import InvalidArgumentError
+
 __all__ = [
+    "CLASS_NAMES",
+    "COCO80_NAMES",
     "COCO80_TO_COCO91",
     "COCO_STAT_KEYS",
     "GEN1_CLASSES",
@@ -28,7 +36,9 @@ __all__ = [
     "GEN1_PSEE",
     "GEN1_WIDTH",
     "GEN4_PSEE",
+    "SHAPE_CLASSES",
     "PseeProtocol",
+    "class_names",
 ]
 
 # Order of pycocotools' COCOeval.stats (summarize()._summarizeDets).
@@ -174,3 +184,42 @@ GEN4_PSEE = PseeProtocol(
     min_box_diag=60.0,
     min_box_side=20.0,
 )
+
+
+# The 80 class names in the order of COCO80_TO_COCO91 (the 'name' of each category in instances_*.json).
+COCO80_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+)
+
+# The classes of the built-in synthetic sets (snn_det_zoo.data.synthetic).
+SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
+
+# Named class lists that model cards refer to (``class_names: coco80``).
+CLASS_NAMES: dict[str, tuple[str, ...]] = {"coco80": COCO80_NAMES, "gen1": GEN1_CLASSES, "shapes": SHAPE_CLASSES}
+
+
+def class_names(spec: str | Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
+    """The names of ``num_classes`` classes: a key of :data:`CLASS_NAMES`, a list of names, or ``None``.
+
+    ``None`` (or a named list of another length, when a model is built with its own ``num_classes``) gives
+    ``class0``, ``class1``...; an explicit list must have ``num_classes`` names.
+    """
+    if isinstance(spec, str):
+        if spec not in CLASS_NAMES:
+            raise InvalidArgumentError(f"unknown class list {spec!r}; known: {sorted(CLASS_NAMES)}")
+        names = CLASS_NAMES[spec]
+        return names if len(names) == num_classes else tuple(f"class{i}" for i in range(num_classes))
+    if spec is None:
+        return tuple(f"class{i}" for i in range(num_classes))
+    names = tuple(str(n) for n in spec)
+    if len(names) != num_classes:
+        raise InvalidArgumentError(f"{len(names)} class names given for {num_classes} classes")
+    return names
