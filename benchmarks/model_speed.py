@@ -10,7 +10,6 @@ neuromorphic latency. Rows go to benchmarks/results/model_speed-<device>-pt<torc
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 import snn_det_zoo as zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from neuron_kernels import default_results_path, write_rows  # the sibling script's CSV helpers
+from neuron_kernels import default_results_path, time_ms, write_rows  # the sibling script's helpers
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -29,19 +28,12 @@ def measure(name: str, backend: str, batch: int, size: int, precision: str, warm
     model = zoo.create_model(name, neuron_backend=backend).to(device).eval()
     images = torch.rand(batch, 3, size, size, device=device)
     autocast = torch.autocast("cuda", dtype=PRECISIONS[precision], enabled=PRECISIONS[precision] is not None)
-    with torch.no_grad(), autocast:
-        for _ in range(warmup):
+
+    def step() -> None:
+        with torch.no_grad(), autocast:
             model(images)
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(images)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-    ms = statistics.median(times)
+
+    ms = time_ms(step, device, warmup, repeats, inner=1)
     return {"model": name, "neuron_backend": backend, "batch": batch, "image_size": size, "precision": precision,
             "T": model.T, "D": model.D, "latency_ms": round(ms, 3), "images_per_s": round(batch / ms * 1e3, 1),
             "device": torch.cuda.get_device_name(device), "torch": torch.__version__}

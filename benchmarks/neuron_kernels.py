@@ -21,11 +21,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils.benchmark import Timer
 
 from snn_det_zoo._atomic import write_csv_atomic
 from snn_det_zoo.neurons import ILIFNode, ilif_reference
@@ -43,26 +43,14 @@ def _sync(device: torch.device) -> None:
 
 
 def time_ms(step: Callable[[], None], device: torch.device, warmup: int, repeats: int, inner: int = 10) -> float:
-    """Median wall time of ``step`` in ms: CUDA events around ``inner`` steps queued back to back on the GPU
-    (the sustained rate, CPU launch work overlapping the GPU's), perf_counter around one step on the CPU."""
+    """Median wall time of ``step`` in ms by ``torch.utils.benchmark.Timer``: ``repeats`` blocks of ``inner``
+    steps queued back to back (one synchronisation per block on CUDA: the sustained rate, CPU launch work
+    overlapping the GPU's), after ``warmup`` steps, with the process's thread count."""
     for _ in range(warmup):
         step()
     _sync(device)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(inner):
-                step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / inner)
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    timer = Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    return statistics.median(timer.timeit(inner).median for _ in range(repeats)) * 1e3
 
 
 def gpu_ms(step: Callable[[], None], device: torch.device, repeats: int) -> float:

@@ -32,6 +32,7 @@ _VARIANT_KEYS = {
     "weights": False,
     "metrics": False,
     "notes": False,
+    "non_spiking": False,  # which parts of the network do not spike (flagged so no one takes it for an SNN)
 }
 _WEIGHTS_KEYS = {
     "source": True,

@@ -1,9 +1,13 @@
-"""The ``snn-det-zoo`` command. Heavy imports happen inside the subcommand that needs them."""
+"""The ``snn-det-zoo`` command: every command's parser; each command imports what it needs when it runs.
+
+Parsing imports nothing heavy (no torch), so ``--help`` answers at once. The zoo's own errors (bad input,
+missing files, refused checkpoints) are printed as one line with exit status 2; anything else is a bug and
+keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -11,6 +15,25 @@ from collections.abc import Sequence
 from .errors import ZooError
 
 __all__ = ["main"]
+
+# Defaults shared by the parsers and their help texts (the energy constants are the 45 nm ones of
+# snn_det_zoo.energy.EnergyConstants; a test keeps the two in step).
+_E_AC_PJ, _E_MAC_PJ = 0.9, 4.6
+_DATASETS = ("synthetic-shapes", "synthetic-events", "coco", "gen1")
+_PROTOCOLS = ("coco", "frames", "psee")
+_PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+def _device(name: str) -> str:
+    """``auto`` -> ``cuda`` where a GPU is present, else ``cpu`` (resolved when a command runs)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------------------------------------- commands
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -28,33 +51,164 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .port import import_weights
+
+    out = import_weights(args.name, args.path)
+    print(f"imported {args.name} -> {out}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.rows import default_results_dir
+    from .bench.runner import parse_model_args, run
+    from .energy import EnergyConstants
+
+    row = run(
+        args.model,
+        args.dataset,
+        pretrained=args.pretrained,
+        checkpoint_path=args.weights,
+        protocol=args.protocol,
+        split=args.split,
+        coco_root=args.coco_root,
+        coco_ann=args.coco_ann,
+        gen1_root=args.gen1_root,
+        num_samples=args.num_samples,
+        image_size=args.image_size,
+        seed=args.seed,
+        results_dir=None if args.no_save else (args.results or default_results_dir()),
+        constants=EnergyConstants(e_ac_pj=args.e_ac, e_mac_pj=args.e_mac),
+        model_args=parse_model_args(args.model_arg),
+        batch_size=args.batch_size,
+        limit=args.limit,
+        device=_device(args.device),
+        precision=args.precision,
+        progress=not args.quiet,
+        fuse=args.fuse,
+    )
+    if row is not None:
+        keys = ("model", "dataset", "protocol", "T", "D", "samples", "AP", "AP50", "params_m", "gsops",
+                "energy_mj", "firing_rate", "images_per_s", "latency_ms")
+        print(", ".join(f"{k}={row[k]}" for k in keys))
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import build
+
+    for path in build(args.results, args.out, include_cards=not args.no_cards, plot=not args.no_plot):
+        print(path)
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench.reproduce import paper_table, to_markdown, write_csv
+    from .errors import DataNotFoundError
+
+    for option, root in (("--coco", args.coco), ("--gen1", args.gen1)):
+        if root is not None and not Path(root).is_dir():
+            raise DataNotFoundError(f"{option} {root}: no such directory")
+    rows = paper_table(args.paper, coco=args.coco, gen1=args.gen1, device=_device(args.device),
+                       batch_size=args.batch_size, limit=args.limit, progress=not args.quiet,
+                       results_dir=args.results)
+    print(to_markdown(args.paper, rows), end="")
+    if args.csv:
+        print(f"wrote {write_csv(args.csv, rows)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parsers
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="evaluate a model: accuracy, energy, speed -> one result row",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="arch or arch.tag")
+    p.add_argument("--dataset", default="synthetic-shapes", choices=_DATASETS, help="the track")
+    p.add_argument("--protocol", default=None, choices=_PROTOCOLS,
+                   help="scoring protocol: coco (synthetic, coco), psee or frames (gen1; default psee)")
+    p.add_argument("--coco-root", default=None, metavar="DIR", help="COCO image folder, e.g. val2017/")
+    p.add_argument("--coco-ann", default=None, metavar="FILE", help="COCO instances_*.json")
+    p.add_argument("--gen1-root", default=None, metavar="DIR", help="Gen1 folder holding train/ val/ test/")
+    p.add_argument("--split", default=None, help="Gen1 split (default test); a label for other datasets")
+    p.add_argument("--pretrained", action="store_true", help="load the card's weights for the tag")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="load a safetensors or state-dict file of your own instead")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--num-samples", type=int, default=64, help="size of the synthetic set")
+    p.add_argument("--image-size", type=int, default=64, help="size of the synthetic images, pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per batch")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    p.add_argument("--precision", default="fp32", choices=_PRECISIONS, help="autocast precision")
+    p.add_argument("--e-ac", type=float, default=_E_AC_PJ, help="energy per accumulate, pJ")
+    p.add_argument("--e-mac", type=float, default=_E_MAC_PJ, help="energy per multiply-accumulate, pJ")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="builder argument, repeatable (e.g. --model-arg T=2)")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="folder the result row is appended to (default: the user's results folder, "
+                        "$SNN_DET_ZOO_RESULTS or ~/.cache/snn_det_zoo/results)")
+    p.add_argument("--no-save", action="store_true", help="print the row without writing files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
+                   help="run SpikeYOLO's re-parameterisable blocks folded (energy is counted alike either way)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="a paper's table rows (params, mAP, energy) against this code's",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("paper", help="a model family (spikeyolo, ems_yolo): its card's paper numbers")
+    p.add_argument("--coco", default=None, metavar="DIR",
+                   help="COCO root holding val2017/ and annotations/instances_val2017.json")
+    p.add_argument("--gen1", default=None, metavar="DIR", help="Prophesee Gen1 root holding test/")
+    p.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="append the measured result rows to DIR/results-*.csv (default: not saved)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per batch")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_reproduce)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snn-det-zoo", description="Spiking object detectors: models, "
                                      "weights, benchmarks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered models (fnmatch pattern)")
-    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern (default: every model)")
     p.add_argument("--pretrained", action="store_true", help="list arch.tag names that have weights entries")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="print a model card as JSON")
-    p.add_argument("name")
+    p.add_argument("name", help="arch or arch.tag")
     p.set_defaults(func=_cmd_info)
 
-    for module, function in _EXTRA_COMMANDS:
-        getattr(importlib.import_module(module, __package__), function)(sub)
+    p = sub.add_parser("import-weights", help="convert an authors' checkpoint (or a safetensors file) into "
+                       "the weights cache as NAME = arch.tag")
+    p.add_argument("name", help="arch.tag, e.g. spikeyolo_s.coco_official")
+    p.add_argument("path", help="the downloaded checkpoint file")
+    p.set_defaults(func=_cmd_import)
+
+    _add_bench(sub)
+
+    p = sub.add_parser("leaderboard", help="render LEADERBOARD.md, an HTML page and a plot from the result rows")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="folder of results-*.csv (default: the user's results folder, "
+                        "$SNN_DET_ZOO_RESULTS or ~/.cache/snn_det_zoo/results)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write the pages (default: the user's results folder)")
+    p.add_argument("--no-cards", action="store_true", help="leave out the model cards' paper-reported rows")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot (no matplotlib needed)")
+    p.set_defaults(func=_cmd_leaderboard)
+
+    _add_reproduce(sub)
     return parser
-
-
-# Subcommands that live with the code they drive: (module, function) pairs; the function takes the
-# subparsers object and registers one command whose ``func`` runs it.
-_EXTRA_COMMANDS: tuple[tuple[str, str], ...] = (
-    (".port.importer", "add_import_command"),
-    (".harness", "add_command"),
-    (".leaderboard", "add_command"),
-    (".reproduce", "add_command"),
-)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ._atomic import atomic_path
 from .errors import (
@@ -71,16 +70,17 @@ from .errors import (
 )
 
 __all__ = [
+    "CorruptCacheEntry",
     "DownloadError",
     "HashMismatchError",
     "OfflineError",
     "WeightsNotFoundError",
+    "cached_weights",
     "clean_state_dict",
     "download_url",
+    "fetch_source",
     "is_offline",
-    "load_pretrained",
     "load_state_dict_file",
-    "load_state_dict_strict",
     "read_cached_card",
     "save_weights",
     "sha256_file",
@@ -90,7 +90,6 @@ __all__ = [
 ]
 
 _TRUE = {"1", "true", "yes", "on"}
-_PICKLE_FORMATS = ("ultralytics-pickle", "yolov5-pickle")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _LEGACY_FILE = "model.safetensors"  # what a card without "file" (older versions) vouches for
@@ -406,16 +405,6 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> OrderedDict[str, torch
     return clean_state_dict(obj)
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """``model.load_state_dict(strict=True)``, with one error listing missing, unexpected, misshapen keys."""
-    from .port.keymap import map_state_dict
-
-    target = model.state_dict()
-    shapes = {k: v.shape for k, v in target.items()}
-    ordered = map_state_dict(state_dict, shapes, what=f"weights file {source}")
-    model.load_state_dict(ordered, strict=True)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The weights cache
 
@@ -495,12 +484,13 @@ def save_weights(
     return path
 
 
-class _CorruptEntry(Exception):
-    """A cache entry failed its check and was removed; the message says what was removed."""
+class CorruptCacheEntry(Exception):
+    """A cache entry failed its check and was removed; the message says what was removed. The caller fetches
+    the weights again (it is not a ZooError: it never reaches a user)."""
 
 
 def _removed_entry(folder: Path, card: Mapping[str, Any] | None, path: Path | None,
-                   problem: str) -> _CorruptEntry:
+                   problem: str) -> CorruptCacheEntry:
     """Remove a corrupt entry, its card first so that nothing vouches for the file; the error to raise."""
     if card is None or _current_card(folder) == card:  # not a card a concurrent save has just written
         (folder / "card.json").unlink(missing_ok=True)
@@ -508,16 +498,16 @@ def _removed_entry(folder: Path, card: Mapping[str, Any] | None, path: Path | No
         path.unlink(missing_ok=True)
     note = f"the cached weights {folder.parent.name}.{folder.name} at {path or folder} {problem}; removed them"
     warnings.warn(f"{note}, fetching them again", stacklevel=4)
-    return _CorruptEntry(note)
+    return CorruptCacheEntry(note)
 
 
-def _cached_weights(
+def cached_weights(
     arch: str, tag: str, entry: Mapping[str, Any]
 ) -> tuple[OrderedDict[str, torch.Tensor], Path] | None:
     """The cached state dict of ``arch.tag`` and its file, verified against the card; ``None`` if not cached.
 
     The bytes are read once, then hashed and parsed, so what is loaded is what was verified. A corrupt entry
-    (unreadable card, missing file, bytes unlike the card's hash) is removed and :class:`_CorruptEntry`
+    (unreadable card, missing file, bytes unlike the card's hash) is removed and :class:`CorruptCacheEntry`
     raised, so that the caller fetches the weights again.
     """
     folder = weights_dir(arch, tag)
@@ -564,7 +554,7 @@ def _manual_instructions(arch: str, tag: str, entry: Mapping[str, Any]) -> str:
             f"snn-det-zoo import-weights {arch}.{tag} /path/to/the/file")
 
 
-def _fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
+def fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
     """A local, verified copy of the entry's source file (downloading when needed and allowed)."""
     source, sha = str(entry["source"]), entry.get("sha256")
     downloads = zoo_home() / "downloads" / arch / tag
@@ -587,40 +577,3 @@ def _fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
     if source.startswith("gdrive-folder:"):  # which file of the folder to take is a human decision
         raise WeightsNotFoundError(_manual_instructions(arch, tag, entry))
     raise InvalidArgumentError(f"weights {arch}.{tag}: unsupported source {source!r}")
-
-
-def load_pretrained(model: nn.Module, arch: str, tag: str, entry: Mapping[str, Any]) -> nn.Module:
-    """Load the weights ``arch.tag`` described by the card ``entry`` into ``model``, strictly.
-
-    Order: the verified cache (imported or previously fetched weights); else the source: a safetensors file
-    is verified and loaded as is; an authors' pickle is verified, converted by :mod:`snn_det_zoo.port`,
-    cached as safetensors and loaded. A corrupt cache entry is removed and the weights fetched again.
-    Missing or unexpected keys raise an error that lists them.
-    """
-    removed = ""
-    try:
-        cached = _cached_weights(arch, tag, entry)
-    except _CorruptEntry as exc:
-        cached, removed = None, str(exc)
-    if cached is not None:
-        state_dict, path = cached
-    else:
-        try:
-            source = _fetch_source(arch, tag, entry)
-        except (WeightsNotFoundError, OfflineError, DownloadError, MissingDependencyError) as exc:
-            if not removed:
-                raise
-            # Those two already say how to get the weights; the others only what failed.
-            how = "" if isinstance(exc, WeightsNotFoundError | OfflineError) else (
-                f"; fetch them again once the source is reachable, or import a file by hand: snn-det-zoo "
-                f"import-weights {arch}.{tag} PATH")
-            raise WeightsNotFoundError(f"{removed}, and they cannot be fetched again: {exc}{how}") from exc
-        if entry.get("format") == "safetensors":
-            path, state_dict = source, load_state_dict_file(source)
-        else:
-            from .port.importer import convert_file  # port/ is only needed for authors' checkpoints
-
-            state_dict, record = convert_file(arch, tag, source, entry)
-            path = save_weights(arch, tag, state_dict, record)
-    load_state_dict_strict(model, state_dict, str(path))
-    return model

@@ -9,7 +9,6 @@ matplotlib is imported only to draw the plot.
 
 from __future__ import annotations
 
-import argparse
 import html
 import io
 import math
@@ -20,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import write_files_atomic
+from .bench.rows import default_results_dir, paper_rows, read_rows
 from .errors import InvalidArgumentError, MissingDependencyError
-from .results import default_results_dir, paper_rows, read_rows
 
-__all__ = ["Leaderboard", "add_command", "build", "load_rows", "markdown_text", "pareto_front", "plot_text"]
+__all__ = ["Leaderboard", "build", "load_rows", "markdown_text", "pareto_front", "plot_text"]
 
 _NOTE = (
     "How each number was obtained: paper columns are copied from the model cards (models/*.yaml), which "
@@ -346,24 +345,3 @@ def build(
     if png is not None:
         files[out / "leaderboard.png"] = png
     return write_files_atomic(files)
-
-
-def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    for path in build(args.results, args.out, include_cards=not args.no_cards, plot=not args.no_plot):
-        print(path)
-    return 0
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``snn-det-zoo leaderboard``."""
-    p = sub.add_parser(
-        "leaderboard", help="render LEADERBOARD.md, an HTML page and a plot from the result rows"
-    )
-    p.add_argument("--results", default=None, metavar="DIR",
-                   help="folder of results-*.csv (default: the user's results folder, "
-                        "$SNN_DET_ZOO_RESULTS or ~/.cache/snn_det_zoo/results)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="where to write the pages (default: the user's results folder)")
-    p.add_argument("--no-cards", action="store_true", help="leave out the model cards' paper-reported rows")
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot (no matplotlib needed)")
-    p.set_defaults(func=_cmd_leaderboard)

@@ -1,27 +1,33 @@
-"""Model registry: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
+"""Model registry: ``register_model``, ``list_models``, ``model_info``; no torch needed.
 
-Shaped after timm's ``_registry.py``/``_factory.py``: a family module registers one entrypoint per variant at
-import; names are ``arch`` or ``arch.tag`` (a tag picks a weights entry of the variant's card); listing takes
-fnmatch patterns and sorts naturally. The builder's defaults (``T``, ``D``, ``num_classes``...) come from the
-model card, and the user's keyword arguments override them.
+Shaped after timm's ``_registry.py``: a family module (``archs/<family>.py``) registers one builder per
+variant at import with :func:`register_model`; names are ``arch`` or ``arch.tag`` (a tag picks a weights
+entry of the variant's card); listing takes fnmatch patterns and sorts naturally. Names, families, defaults,
+weights and metrics come from the YAML catalog (``models/*.yaml``) alone, so listing and describing models
+imports neither torch nor the families. :func:`build_model` calls a registered builder with the card's
+defaults under the user's overrides; ``snn_det_zoo.factory.create_model`` adds the weights.
+
+The registry sits below the families (they import its decorator), as timm's does.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cards import variant_cards
 from .errors import InvalidArgumentError, UnknownModelError
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = [
     "UnknownModelError",
-    "create_model",
+    "build_model",
     "family_of",
     "is_model",
     "list_models",
@@ -30,19 +36,18 @@ __all__ = [
     "split_model_name",
 ]
 
-_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
-_FAMILY: dict[str, str] = {}
+_ENTRYPOINTS: dict[str, Callable[..., Any]] = {}
 
-F = TypeVar("F", bound=Callable[..., nn.Module])
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register_model(fn: F) -> F:
-    """Register ``fn`` under its function name; the family is the name of its module (``archs/<family>.py``)."""
+    """Register the builder ``fn`` under its function name (its card: ``variants.<name>`` of a model card)."""
     name = fn.__name__
     if name in _ENTRYPOINTS:
-        raise InvalidArgumentError(f"a model named {name!r} is already registered (by {_ENTRYPOINTS[name].__module__})")
+        raise InvalidArgumentError(f"a model named {name!r} is already registered (by "
+                                   f"{_ENTRYPOINTS[name].__module__})")
     _ENTRYPOINTS[name] = fn
-    _FAMILY[name] = fn.__module__.rsplit(".", 1)[-1]
     return fn
 
 
@@ -53,14 +58,18 @@ def _natural_key(name: str) -> list[Any]:
 def split_model_name(name: str) -> tuple[str, str | None]:
     """``'arch.tag'`` -> ``('arch', 'tag')``; ``'arch'`` -> ``('arch', None)``."""
     if not isinstance(name, str) or not name:
-        raise TypeError(f"a model name must be a non-empty string, got {name!r}")
+        raise InvalidArgumentError(f"a model name must be a non-empty string, got {name!r}")
     if "/" in name or "\\" in name:
         raise InvalidArgumentError(
-            f"{name!r} looks like a path; to use a weights file run `snn-det-zoo import-weights NAME PATH` "
-            "and then create_model(NAME, pretrained=True)"
+            f"{name!r} looks like a path; pass a weights file as checkpoint_path=PATH (snn-det-zoo: --weights "
+            "PATH), or import it once with `snn-det-zoo import-weights NAME PATH`"
         )
     arch, _, tag = name.partition(".")
     return arch, tag or None
+
+
+def _known() -> list[str]:
+    return sorted(set(variant_cards()) | set(_ENTRYPOINTS), key=_natural_key)
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str:
@@ -69,23 +78,24 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
 
 
 def _check_arch(arch: str) -> None:
-    if arch not in _ENTRYPOINTS:
+    known = _known()
+    if arch not in known:
         raise UnknownModelError(
-            f"unknown model {arch!r}{_suggest(arch, _ENTRYPOINTS)} "
-            f"(snn_det_zoo.list_models() lists the {len(_ENTRYPOINTS)} registered models)"
+            f"unknown model {arch!r}{_suggest(arch, known)} (`snn-det-zoo list` lists the {len(known)} models)"
         )
 
 
 def is_model(name: str) -> bool:
-    """Whether ``name`` (without a tag) is a registered architecture."""
-    return split_model_name(name)[0] in _ENTRYPOINTS
+    """Whether ``name`` (without a tag) is a model of the catalog or a registered builder."""
+    return split_model_name(name)[0] in _known()
 
 
 def family_of(name: str) -> str:
-    """The family (``spikeyolo``, ``ems_yolo``, ``converted``) of a registered model."""
+    """The family (``spikeyolo``, ``ems_yolo``, ``converted``) of a model: its card's, else its module's."""
     arch, _ = split_model_name(name)
     _check_arch(arch)
-    return _FAMILY[arch]
+    cards = variant_cards()
+    return cards[arch].family if arch in cards else _ENTRYPOINTS[arch].__module__.rsplit(".", 1)[-1]
 
 
 def list_models(
@@ -93,7 +103,7 @@ def list_models(
     pretrained: bool = False,
     exclude: str | Iterable[str] = (),
 ) -> list[str]:
-    """Registered names matching ``pattern`` (fnmatch, one or several), in natural order.
+    """Models matching ``pattern`` (fnmatch, one or several), in natural order.
 
     With ``pretrained=True`` the result holds one ``arch.tag`` per weights entry of the cards instead.
     """
@@ -101,22 +111,25 @@ def list_models(
     excludes = [exclude] if isinstance(exclude, str) else list(exclude)
     if pretrained:
         cards = variant_cards()
-        names = [f"{a}.{tag}" for a in _ENTRYPOINTS if a in cards for tag in (cards[a].data.get("weights") or {})]
+        names = [f"{arch}.{tag}" for arch, card in cards.items() for tag in (card.data.get("weights") or {})]
     else:
-        names = list(_ENTRYPOINTS)
+        names = _known()
     selected = {n for n in names for p in patterns if fnmatch.fnmatchcase(n, p)}
     selected = {n for n in selected if not any(fnmatch.fnmatchcase(n, p) for p in excludes)}
     return sorted(selected, key=_natural_key)
 
 
 def model_info(name: str) -> dict[str, Any]:
-    """The model card of ``name``: params, defaults (T, D, classes), weights, paper metrics and citation."""
+    """The model card of ``name``: params, defaults (T, D, classes), weights, paper metrics and citation.
+
+    A copy: changing it changes nothing that a later :func:`model_info` or ``create_model`` sees.
+    """
     arch, tag = split_model_name(name)
     _check_arch(arch)
     cards = variant_cards()
     if arch not in cards:
         raise UnknownModelError(f"model {arch!r} is registered but has no model card in models/")
-    info = cards[arch].info()
+    info = copy.deepcopy(cards[arch].info())
     if tag is not None:
         _check_tag(arch, tag, info)
         info["tag"] = tag
@@ -129,25 +142,22 @@ def _check_tag(arch: str, tag: str, info: dict[str, Any]) -> None:
         raise UnknownModelError(f"invalid weights tag {tag!r} for {arch!r}; valid tags: {', '.join(valid)}")
 
 
-def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
-    """Build a registered model, optionally with its weights.
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """Call the registered builder of ``name`` with its card's defaults, overridden by ``overrides``.
 
-    Args:
-        name: ``arch`` or ``arch.tag``; the tag picks a weights entry of the card (else its ``default_tag``).
-        pretrained: load the weights of the tag (from the local cache, downloading when allowed).
-        **overrides: builder arguments that override the card's defaults (``num_classes``, ``T``, ``D``...).
+    No weights are loaded (``snn_det_zoo.create_model`` does that). The families must be imported first
+    (``import snn_det_zoo.archs``), as the factory does.
     """
-    info = model_info(name)
     arch, tag = split_model_name(name)
-    kwargs = {**info["defaults"], **overrides}
-    model = _ENTRYPOINTS[arch](**kwargs)
-    tag = tag or info.get("default_tag")
-    model.model_name = arch  # type: ignore[assignment]
-    model.weights_tag = tag  # type: ignore[assignment]
-    if pretrained:
-        if tag is None:
-            raise UnknownModelError(f"model {arch!r} has no weights entries; pretrained=True cannot be honoured")
-        from .hub import load_pretrained  # heavy optional imports stay off the import path
-
-        load_pretrained(model, arch, tag, info["weights"][tag])
+    _check_arch(arch)
+    if arch not in _ENTRYPOINTS:
+        raise UnknownModelError(f"model {arch!r} has a card but no registered builder; its family module "
+                                "(snn_det_zoo.archs.<family>) has not been imported")
+    cards = variant_cards()
+    defaults = copy.deepcopy(cards[arch].data.get("defaults") or {}) if arch in cards else {}
+    if tag is not None and arch in cards:
+        _check_tag(arch, tag, cards[arch].info())
+    model = _ENTRYPOINTS[arch](**{**defaults, **overrides})
+    model.model_name = arch
+    model.weights_tag = tag or (cards[arch].data.get("default_tag") if arch in cards else None)
     return model

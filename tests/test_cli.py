@@ -31,12 +31,12 @@ def test_a_bug_is_not_shown_as_a_user_error(monkeypatch):
 
 
 def test_bench_checks_its_arguments_before_evaluating(tmp_path, monkeypatch, capsys):
-    import snn_det_zoo.harness as harness
+    import snn_det_zoo.bench.runner as bench_run
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("evaluate ran although an argument was bad")
 
-    monkeypatch.setattr(harness, "evaluate", must_not_run)
+    monkeypatch.setattr(bench_run, "evaluate", must_not_run)
     foreign = tmp_path / "r" / "results-synthetic-shapes-coco.csv"
     foreign.parent.mkdir()
     foreign.write_text("model,top1\nresnet,80\n")

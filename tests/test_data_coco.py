@@ -13,42 +13,18 @@ from snn_det_zoo.constants import COCO80_TO_COCO91
 from snn_det_zoo.data.coco import CategoryMap, CocoDetection
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError
 from snn_det_zoo.labels import check_coco_dict
-from snn_det_zoo.nn.transform import LetterboxInfo, unletterbox_boxes
 
 COCO80_CATEGORIES = [{"id": i, "name": f"c{i}"} for i in COCO80_TO_COCO91]
 
 
-def write_case(tmp_path, categories=COCO80_CATEGORIES, annotations=None):
-    images_dir = tmp_path / "val2017"
-    images_dir.mkdir()
-    rng = np.random.default_rng(0)
-    for name, (h, w) in {"a.png": (50, 80), "b.png": (30, 20)}.items():
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images_dir / name)
-    if annotations is None:
-        annotations = [
-            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600, "iscrowd": 0},
-            {"id": 2, "image_id": 7, "category_id": 90, "bbox": [0, 0, 80, 50], "area": 4000, "iscrowd": 1},
-            {"id": 3, "image_id": 7, "category_id": 13, "bbox": [3, 3, 0, 9], "area": 0, "iscrowd": 0},
-        ]
-    data = {
-        "images": [
-            {"id": 9, "file_name": "b.png", "height": 30, "width": 20},
-            {"id": 7, "file_name": "a.png", "height": 50, "width": 80},
-        ],
-        "annotations": annotations,
-        "categories": categories,
-    }
-    ann_file = tmp_path / "instances_val2017.json"
-    ann_file.write_text(json.dumps(data))
-    return images_dir, ann_file
-
-
-def test_letterboxed_samples_keep_original_boxes_and_coco_ids(tmp_path):
-    images_dir, ann_file = write_case(tmp_path)
-    ds = CocoDetection(images_dir, ann_file, img_size=64)
+def test_samples_are_original_images_with_original_boxes_and_coco_ids(tmp_path, coco_case):
+    images_dir, ann_file = coco_case(tmp_path)
+    ds = CocoDetection(images_dir, ann_file)
     assert len(ds) == 2 and ds.image_ids == [7, 9]
     image, target = ds[0]
-    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    # The decoded pixels as they are: each model's transform maps them into its own input.
+    pixels = np.array(Image.open(images_dir / "a.png"))
+    assert image.dtype == torch.uint8 and torch.equal(image, torch.from_numpy(pixels).permute(2, 0, 1))
     assert target["image_id"] == 7 and target["orig_size"] == (50, 80)
     # The zero-width box is dropped; the crowd box is kept and flagged.
     torch.testing.assert_close(
@@ -56,12 +32,6 @@ def test_letterboxed_samples_keep_original_boxes_and_coco_ids(tmp_path):
     )
     assert target["category_ids"].tolist() == [1, 90] and target["labels"].tolist() == [0, 79]
     assert target["iscrowd"].tolist() == [0, 1]
-    info = target["letterbox"]
-    assert isinstance(info, LetterboxInfo) and info.ratio == pytest.approx(0.8) and info.pad == (0, 12)
-    torch.testing.assert_close(target["input_boxes"][0], torch.tensor([8.0, 16.0, 24.0, 40.0]))
-    torch.testing.assert_close(unletterbox_boxes(target["input_boxes"], info), target["boxes"])
-    # The padding is the models' grey.
-    assert torch.allclose(image[:, :12], torch.full_like(image[:, :12], 114 / 255))
     _, empty = ds[1]
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
 
@@ -77,22 +47,8 @@ def test_category_map():
         m.category_id(80)
 
 
-def test_transform_is_injectable(tmp_path):
-    images_dir, ann_file = write_case(tmp_path)
-
-    def identity(image):
-        h, w = image.shape[-2:]
-        return image, LetterboxInfo((h, w), (h, w), 1.0, (0, 0), (h, w))
-
-    image, target = CocoDetection(images_dir, ann_file, transform=identity)[0]
-    assert image.shape == (3, 50, 80)
-    pixels = np.array(Image.open(images_dir / "a.png"))
-    torch.testing.assert_close(image, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
-    torch.testing.assert_close(target["input_boxes"], target["boxes"])
-
-
-def test_malformed_annotations_name_the_file(tmp_path):
-    images_dir, ann_file = write_case(tmp_path)
+def test_malformed_annotations_name_the_file(tmp_path, coco_case):
+    images_dir, ann_file = coco_case(tmp_path)
     ann_file.write_text("{ not json")
     with pytest.raises(ValueError, match=re.escape("instances_val2017.json: not valid JSON")):
         CocoDetection(images_dir, ann_file)
@@ -103,9 +59,9 @@ def test_malformed_annotations_name_the_file(tmp_path):
         CocoDetection(images_dir, ann_file)
 
 
-def test_bad_boxes_categories_and_missing_images(tmp_path):
+def test_bad_boxes_categories_and_missing_images(tmp_path, coco_case):
     bad_box = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 2, 3]}]
-    images_dir, ann_file = write_case(tmp_path, annotations=bad_box)
+    images_dir, ann_file = coco_case(tmp_path, annotations=bad_box)
     with pytest.raises(ValueError, match=r"instances_val2017.json: annotations\[0\]\['bbox'\] must be"):
         CocoDetection(images_dir, ann_file)
     ann_file.unlink()
@@ -114,7 +70,7 @@ def test_bad_boxes_categories_and_missing_images(tmp_path):
     images_dir.rmdir()
     # Category 12 is in the file but not in the map given.
     ann = [{"id": 1, "image_id": 7, "category_id": 12, "bbox": [1, 2, 3, 4]}]
-    images_dir, ann_file = write_case(tmp_path, categories=[*COCO80_CATEGORIES, {"id": 12}], annotations=ann)
+    images_dir, ann_file = coco_case(tmp_path, categories=[*COCO80_CATEGORIES, {"id": 12}], annotations=ann)
     with pytest.raises(InvalidArgumentError, match=r"category ids \[12\] that are not in the category map given"):
         CocoDetection(images_dir, ann_file, categories=CategoryMap(COCO80_TO_COCO91))
     ds = CocoDetection(images_dir, ann_file, categories=CategoryMap([12]))
@@ -127,10 +83,10 @@ def test_bad_boxes_categories_and_missing_images(tmp_path):
         CocoDetection(images_dir, tmp_path / "none.json")
 
 
-def test_annotation_files_the_metrics_refuse_are_refused_through_the_same_check(tmp_path, monkeypatch):
-    from test_eval import broken_ground_truths  # the metric tests' cases, here on an annotation file
-
-    images_dir, ann_file = write_case(tmp_path)
+def test_annotation_files_the_metrics_refuse_are_refused_through_the_same_check(tmp_path, monkeypatch, coco_case,
+                                                                                  broken_ground_truths):
+    # The metric tests' cases, here on an annotation file.
+    images_dir, ann_file = coco_case(tmp_path)
     good = json.loads(ann_file.read_text())
     for broken, message in broken_ground_truths(good):
         ann_file.write_text(json.dumps(broken))

@@ -9,13 +9,10 @@ import torch
 
 from snn_det_zoo.data import gen1 as gen1_module
 from snn_det_zoo.data.events import (
-    EMSYOLO_GEN1_GEOMETRY,
-    SPIKEYOLO_GEN1_GEOMETRY,
     bin_edges,
     emsyolo_gen1_input,
     last_event_polarity_frames,
     polarity_histogram,
-    resize_linear_u8,
     spikeyolo_gen1_input,
 )
 from snn_det_zoo.data.gen1 import EVENT_DTYPE, DatFile, read_boxes, read_dat, write_dat
@@ -354,98 +351,37 @@ def test_polarity_histogram_counts():
     assert h[0, 1, 2, 1] == 2 and h[0, 0, 2, 1] == 1 and h[1, 0, 3, 3] == 2 and h.sum() == 5
 
 
-# cv2.resize(src, (13, 9), interpolation=cv2.INTER_LINEAR), computed with opencv-python-headless 5.0.
-RESIZE_SRC = [
-    [0, 0, 255, 127, 0, 127, 127, 0],
-    [127, 0, 127, 127, 127, 127, 127, 255],
-    [127, 127, 127, 127, 0, 255, 127, 127],
-    [255, 127, 127, 255, 0, 127, 127, 0],
-    [127, 255, 0, 127, 127, 127, 127, 0],
-    [255, 127, 127, 255, 127, 255, 255, 0],
-]
-RESIZE_CV2 = [
-    [0, 0, 10, 167, 220, 142, 63, 14, 93, 127, 127, 54, 0],
-    [64, 37, 7, 125, 174, 134, 95, 71, 110, 127, 127, 127, 128],
-    [127, 82, 25, 90, 127, 127, 116, 111, 137, 141, 128, 188, 234],
-    [127, 118, 107, 120, 127, 127, 74, 45, 176, 197, 131, 139, 148],
-    [191, 164, 127, 127, 144, 184, 96, 22, 139, 169, 129, 90, 64],
-    [234, 197, 147, 120, 140, 219, 127, 33, 98, 127, 127, 54, 0],
-    [148, 184, 225, 95, 55, 134, 127, 108, 121, 127, 127, 54, 0],
-    [191, 191, 186, 108, 98, 176, 159, 134, 174, 191, 191, 81, 0],
-    [255, 201, 127, 127, 161, 240, 191, 142, 220, 255, 255, 108, 0],
-]
-
-
-def test_resize_matches_opencv_fixed_point():
-    src = np.array(RESIZE_SRC, np.uint8)
-    np.testing.assert_array_equal(resize_linear_u8(src, (9, 13)), np.array(RESIZE_CV2, np.uint8))
-    # Batched input resizes every image the same way.
-    out = resize_linear_u8(np.stack([src, src]), (9, 13))
-    assert out.shape == (2, 9, 13) and (out[0] == out[1]).all()
-    with pytest.raises(TypeError, match="uint8"):
-        resize_linear_u8(src.astype(np.float32), (9, 13))
-
-
-def test_resize_matches_cv2_when_installed():
-    cv2 = pytest.importorskip("cv2")
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (240, 304), dtype=np.uint8)
-    for h, w in [(253, 320), (320, 320)]:
-        np.testing.assert_array_equal(
-            resize_linear_u8(img, (h, w)), cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-        )
-
-
-def test_spikeyolo_input_layout():
+def test_spikeyolo_frames_most_recent_first_at_sensor_resolution():
     t_label = 1_000_000
     # One ON event in the most recent bin only: after the time reversal it shows in frame 0.
     ev = events([(t_label - 1000, 100, 120, 1)])
     x = spikeyolo_gen1_input(ev, t_label, T=4)
-    assert x.shape == (4, 3, 320, 320) and x.dtype == torch.float32
+    assert x.shape == (4, 3, 240, 304) and x.dtype == torch.float32
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
-    assert torch.all(x[:, :, :33] == 114 / 255) and torch.all(x[:, :, 33 + 253 :] == 114 / 255)
-    assert x[0].max() > 127 / 255 + 0.1 and torch.all(x[1:, :, 33:286] == 127 / 255)
-    # The event lands where the geometry maps its pixel.
-    cx, cy = SPIKEYOLO_GEN1_GEOMETRY.to_input(np.array([[100.5, 120.5, 100.5, 120.5]]))[0, :2]
-    assert abs(int(x[0, 0].flatten().argmax()) // 320 - cy) <= 1
-    assert abs(int(x[0, 0].flatten().argmax()) % 320 - cx) <= 1
+    assert x[0, 0, 120, 100] == 1.0 and torch.all(x[1:] == 127 / 255)
+    # Values are k / 255 of the authors' uint8 frames, so the model's transform reads them back exactly.
+    assert torch.equal((x * 255).round() / 255, x)
 
 
-def test_emsyolo_input_oldest_first_and_head_quirk():
+def test_emsyolo_frames_oldest_first_and_head_quirk():
     t_label = 1_000_000
     ev = events([(t_label - 240_000, 10, 10, 0)])  # in the oldest of five 50 ms bins
     x = emsyolo_gen1_input(ev, t_label)
-    assert x.shape == (5, 3, 320, 320)
-    assert x[0].min() < 127 / 255 - 0.1 and torch.all(x[1:] == 127 / 255)
+    assert x.shape == (5, 3, 240, 304)
+    assert x[0, 0, 10, 10] == 0.0 and torch.all(x[1:] == 127 / 255)
     late = events([(t_label - 10_000, 10, 10, 0)])
     assert torch.all(emsyolo_gen1_input(late, t_label, first_bin_only=True) == 127 / 255)
-    boxes = np.array([[0.0, 0.0, 304.0, 240.0]])
-    np.testing.assert_allclose(EMSYOLO_GEN1_GEOMETRY.to_input(boxes), [[0, 0, 320, 320]])
-    np.testing.assert_allclose(EMSYOLO_GEN1_GEOMETRY.to_sensor(EMSYOLO_GEN1_GEOMETRY.to_input(boxes)), boxes)
 
 
 # ---------------------------------------------------------------- dataset
 
 
-def make_split(root, name="rec", seed=0):
-    split = root / "test"
-    split.mkdir(parents=True, exist_ok=True)
-    write_dat(split / f"{name}_td.dat", random_events(5000, 2_000_000, seed))
-    boxes = np.zeros(5, BBOX_DTYPE)
-    boxes["t"] = [600_000, 600_000, 1_100_000, 1_100_000, 1_600_000]
-    boxes["x"], boxes["y"], boxes["w"], boxes["h"] = 10, 20, 40, 30
-    boxes["class_id"] = [0, 1, 0, 0, 1]
-    boxes["track_id"] = [1, 2, 1, 1, 5]  # track 1 twice at 1.1 s: one box kept
-    np.save(split / f"{name}_bbox.npy", boxes)
-    return boxes
-
-
 @pytest.mark.parametrize(
     ("rep", "shape"),
-    [("spikeyolo", (4, 3, 320, 320)), ("emsyolo", (5, 3, 320, 320)), ("histogram", (5, 2, 240, 304))],
+    [("spikeyolo", (4, 3, 240, 304)), ("emsyolo", (5, 3, 240, 304)), ("histogram", (5, 2, 240, 304))],
 )
-def test_gen1_dataset_yields_frames_per_label_timestamp(tmp_path, rep, shape):
-    make_split(tmp_path)
+def test_gen1_dataset_yields_frames_per_label_timestamp(tmp_path, gen1_split, rep, shape):
+    gen1_split(tmp_path)
     ds = Gen1Detection(tmp_path, "test", representation=rep)
     assert len(ds) == 3
     frames, target = ds[1]
@@ -456,8 +392,8 @@ def test_gen1_dataset_yields_frames_per_label_timestamp(tmp_path, rep, shape):
     assert len(ds.raw_boxes("rec")) == 5
 
 
-def test_gen1_histogram_sample_matches_direct_computation(tmp_path):
-    make_split(tmp_path)
+def test_gen1_histogram_sample_matches_direct_computation(tmp_path, gen1_split):
+    gen1_split(tmp_path)
     ds = Gen1Detection(tmp_path, "test", representation="histogram", T=2)
     frames, _ = ds[0]
     ev = read_dat(tmp_path / "test" / "rec_td.dat")
@@ -466,10 +402,10 @@ def test_gen1_histogram_sample_matches_direct_computation(tmp_path):
     assert frames.sum() == ((ev["t"] >= 350_000) & (ev["t"] < 600_000)).sum()
 
 
-def test_gen1_dataset_errors(tmp_path):
+def test_gen1_dataset_errors(tmp_path, gen1_split):
     with pytest.raises(DataNotFoundError, match="split folder"):
         Gen1Detection(tmp_path, "test")
-    make_split(tmp_path)
+    gen1_split(tmp_path)
     with pytest.raises(InvalidArgumentError, match="unknown representation"):
         Gen1Detection(tmp_path, "test", representation="voxel")
     # A label file no metric can use stops the dataset at construction, naming the file.

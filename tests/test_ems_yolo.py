@@ -1,5 +1,6 @@
-"""EMS-YOLO: the neuron against a per-step reference, tdBN, the blocks, parameter counts, the state_dict
-layout, golden outputs of the authors' code, the model contract for every variant, and predict."""
+"""EMS-YOLO, what is specific to the family: the neuron against a per-step reference, tdBN, the blocks, the
+authors' state_dict layout, golden outputs of the authors' code, static and event input, YOLOv5 decoding and
+the authors' evaluation settings. (The contract every detector follows is tests/test_detector_contract.py.)"""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 
 import snn_det_zoo as zoo
 import snn_det_zoo.archs.ems_yolo as ems  # registers the family
+from snn_det_zoo.errors import InvalidArgumentError
 from snn_det_zoo.neurons import EMSLIFNode, EMSSiLUIntegrator
 from snn_det_zoo.neurons.ems_lif import ems_lif_multi_step
 from snn_det_zoo.nn.anchors import anchors_in_grid_units, decode_yolov5, yolov5_detections
@@ -203,32 +205,10 @@ def test_concat_block_rejects_a_non_widening_configuration():
 
 # ------------------------------------------------------------------------ sizes and state_dict keys
 
-PARAMS = [  # (model, classes, parameters of the authors' model: reference/emsyolo.md §5)
-    ("ems_yolo_res10", 2, 6_207_050), ("ems_yolo_res10", 80, 6_387_230),
-    ("ems_yolo_res18", 2, 9_343_370), ("ems_yolo_res18", 80, 9_523_550),
-    ("ems_yolo_res34", 2, 14_399_306), ("ems_yolo_res34", 80, 14_579_486),
-    ("ems_yolo_resnet10", 80, 17_561_662), ("ems_yolo_resnet18", 80, 15_427_774),
-    ("ems_yolo_resnet34", 80, 34_027_454), ("ems_yolo_resnet34_cat", 80, 25_449_022),
-    ("ems_yolo_resnet34_cat", 2, 25_268_842), ("ems_yolo_res18_sew", 2, 9_562_954),
-]
-
-
-@pytest.mark.parametrize(("name", "classes", "expected"), PARAMS)
-def test_parameter_count_equals_the_authors_model(name, classes, expected):
-    model = zoo.create_model(name, num_classes=classes)
-    assert sum(p.numel() for p in model.parameters()) == expected
-
-
-@pytest.mark.parametrize("name", zoo.list_models("ems_yolo*"))
-def test_card_matches_the_built_model(name):
-    info = zoo.model_info(name)
-    model = zoo.create_model(name)
-    assert sum(p.numel() for p in model.parameters()) == info["num_params"]
-    assert model.T == info["defaults"]["T"] and model.num_classes == info["defaults"]["num_classes"]
-
-
 def test_state_dict_keys_follow_the_authors_layout():
-    sd = zoo.create_model("ems_yolo_resnet34_cat").state_dict()
+    with torch.device("meta"):  # shapes only; the anchors stay real numbers
+        sd = zoo.create_model("ems_yolo_cfg_resnet34_cat").state_dict()
+        gen1 = zoo.create_model("ems_yolo_res10").state_dict()
     assert len(sd) == 275  # counted on the authors' own model built from resnet34-cat.yaml
     shapes = {
         "model.0.conv.weight": (64, 3, 7, 7),
@@ -245,7 +225,6 @@ def test_state_dict_keys_follow_the_authors_layout():
     }
     for key, shape in shapes.items():
         assert tuple(sd[key].shape) == shape, key
-    gen1 = zoo.create_model("ems_yolo_res10").state_dict()
     assert tuple(gen1["model.1.residual_function.1.weight"].shape) == (32, 32, 3, 3)
     assert tuple(gen1["model.1.shortcut.1.weight"].shape) == (32, 32, 1, 1)
     assert tuple(gen1["model.11.m.0.weight"].shape) == (21, 256, 1, 1)
@@ -297,26 +276,8 @@ def test_outputs_equal_the_authors_model(config):
 # -------------------------------------------------------------------------- the model contract
 
 
-@pytest.mark.parametrize("name", zoo.list_models("ems_yolo*"))
-def test_every_variant_forward_backward_and_determinism(name):
-    torch.manual_seed(0)
-    model = zoo.create_model(name, **TINY, depth_multiple=0.33)  # repeated rows shrink from n to round(n/3)
-    images = torch.rand(1, 3, 64, 64)
-    outputs = model(images)
-    no = model.num_classes + 5
-    assert [tuple(o.shape) for o in outputs] == [(1, 3, 4, 4, no), (1, 3, 2, 2, no)]
-    assert all(torch.isfinite(o).all() for o in outputs)
-    sum(o.square().mean() for o in outputs).backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not missing, f"parameters without a gradient: {missing[:5]}"
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
-    again = model(images)
-    for a, b in zip(outputs, again, strict=True):
-        torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=0)
-
-
 def test_static_input_equals_repeated_frames_and_state_is_reset_per_forward():
-    model = zoo.create_model("ems_yolo_res10", **TINY).eval()
+    model = zoo.create_model("ems_yolo_res10", **TINY, modality="image").eval()
     images = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         static = model(images)
@@ -338,22 +299,11 @@ def test_event_frames_use_every_time_step():
     assert not torch.equal(a[0], b[0])
 
 
-def test_model_rejects_bad_input():
-    model = zoo.create_model("ems_yolo_res10", **TINY)
-    with pytest.raises(ValueError, match="T=2"):
-        model(torch.rand(3, 1, 3, 64, 64))
-    with pytest.raises(ValueError, match="multiples of 32"):
-        model(torch.rand(1, 3, 60, 64))
-    with pytest.raises(ValueError, match="channels"):
-        model(torch.rand(1, 1, 64, 64))
-    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
-        model(torch.rand(3, 64, 64))
-    with pytest.raises(TypeError, match="float"):
-        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="anchors"):
+def test_family_settings_are_refused_when_unknown():
+    with pytest.raises(InvalidArgumentError, match="anchors"):
         zoo.create_model("ems_yolo_res10", anchors="voc")
-    with pytest.raises(ValueError, match="T must be"):
-        zoo.create_model("ems_yolo_res10", T=0)
+    with pytest.raises(InvalidArgumentError, match="width_multiple"):
+        zoo.create_model("ems_yolo_res10", width_multiple=0)
 
 
 # -------------------------------------------------------------------------- decoding and predict
@@ -377,41 +327,20 @@ def test_decode_yolov5_formulas():
         anchors_in_grid_units(ems.COCO_ANCHORS[::-1], (16, 32))
 
 
-def test_predict_returns_boxes_in_each_input_images_pixels():
-    torch.manual_seed(0)
-    model = zoo.create_model("ems_yolo_res10", **TINY, score_thresh=0.0, max_detections=50)
-    model.train()
-    images = [torch.rand(3, 48, 64), torch.rand(3, 64, 32)]
-    detections = model.predict(images)
-    assert model.training  # the mode is restored
-    assert len(detections) == 2
-    for det, image in zip(detections, images, strict=True):
-        boxes, scores, labels = det["boxes"], det["scores"], det["labels"]
-        assert boxes.shape == (len(scores), 4) and 0 < len(scores) <= 50
-        assert (scores[:-1] >= scores[1:]).all()
-        assert labels.dtype == torch.int64 and ((labels >= 0) & (labels < 2)).all()
-        height, width = image.shape[-2:]
-        assert (boxes[:, 0::2] >= 0).all() and (boxes[:, 0::2] <= width).all()
-        assert (boxes[:, 1::2] >= 0).all() and (boxes[:, 1::2] <= height).all()
-        assert (boxes[:, 2:] >= boxes[:, :2]).all()
-    frames = model.predict(torch.rand(2, 1, 3, 64, 64))
-    assert len(frames) == 1 and frames[0]["boxes"].shape[1] == 4
-
-
 def test_predict_defaults_are_the_authors_evaluation_settings():
-    model = zoo.create_model("ems_yolo_resnet34_cat", width_multiple=0.25)
+    model = zoo.create_model("ems_yolo_cfg_resnet34_cat", width_multiple=0.25)
     settings = (model.score_thresh, model.iou_thresh, model.max_detections, model.multi_label)
     assert settings == (0.001, 0.6, 300, True)
-    assert model.T == 4 and model.strides == (16.0, 32.0) and model.transform.img_size == (640, 640)
+    assert model.T == 4 and model.strides == (16, 32) and model.transform.img_size == (640, 640)
     assert zoo.model_info("ems_yolo_res10")["defaults"]["T"] == 5
 
 
 def test_card_weights_entry_of_the_released_checkpoint():
-    info = zoo.model_info("ems_yolo_resnet34_cat.coco_official")
+    info = zoo.model_info("ems_yolo_cfg_resnet34_cat.coco_official")
     entry = info["weights"]["coco_official"]
     assert entry["source"] == "gdrive-folder:1mry8sdED6ncqxajmQROKBECpcrmXStpB"
     assert entry["format"] == "yolov5-pickle" and entry["sha256"] is None
-    assert zoo.list_models("ems_yolo*", pretrained=True) == ["ems_yolo_resnet34_cat.coco_official"]
+    assert zoo.list_models("ems_yolo*", pretrained=True) == ["ems_yolo_cfg_resnet34_cat.coco_official"]
     for name in zoo.list_models("ems_yolo*"):
         for metric in zoo.model_info(name)["metrics"]:
             assert metric["source"] == "paper" and metric["confidence"] in ("V", "S", "M") and metric["T"]

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from snn_det_zoo.constants import COCO80_TO_COCO91, COCO_STAT_KEYS, GEN1_PSEE, GEN4_PSEE
-from snn_det_zoo.data.events import SPIKEYOLO_GEN1_GEOMETRY
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, MissingDependencyError
 from snn_det_zoo.eval.coco import _evaluate, _prepared_gt, coco_metrics, to_coco_results
 from snn_det_zoo.eval.gen1 import PROTOCOLS, _windows, filter_boxes, gen1_metrics, predictions_to_boxes
@@ -249,49 +248,7 @@ def test_error_types(monkeypatch):
         coco_metrics(ONE_BOX_GT, [], backend="faster")
 
 
-def broken_ground_truths(gt):
-    """``(a broken copy of gt, what the error says after "<source>: ")`` for each refusal of
-    ``check_coco_dict``; ``gt`` has at least two annotations. The COCO data tests reuse it on files."""
-    a0, a1, *rest = gt["annotations"]
-    im0, cat0 = gt["images"][0], gt["categories"][0]
-    n_img, n_cat = len(gt["images"]), len(gt["categories"])
-
-    def ann0(**change):
-        return {**gt, "annotations": [{**a0, **change}, a1, *rest]}
-
-    return [
-        (
-            {**gt, "annotations": [a0, {**a1, "id": a0["id"]}, *rest]},
-            f"annotations[1] repeats id {a0['id']} of annotations[0]",
-        ),
-        (
-            {**gt, "images": [*gt["images"], dict(im0)]},
-            f"images[{n_img}] repeats id {im0['id']} of images[0]",
-        ),
-        (
-            {**gt, "categories": [*gt["categories"], dict(cat0)]},
-            f"categories[{n_cat}] repeats id {cat0['id']} of categories[0]",
-        ),
-        (
-            ann0(image_id=123456),
-            f"annotations[0] (id {a0['id']}) refers to image_id 123456, which is not in 'images'",
-        ),
-        (
-            ann0(category_id=654),
-            f"annotations[0] (id {a0['id']}) refers to category_id 654, which is not in 'categories'",
-        ),
-        (
-            ann0(bbox=[NAN, 1, 2, 3]),
-            f"annotations[0] (id {a0['id']}): box is not finite: bbox [nan, 1, 2, 3]; "
-            "expected [x, y, w, h] of finite numbers with w >= 0 and h >= 0",
-        ),
-        (ann0(bbox=[1, 2, 3, INF]), f"annotations[0] (id {a0['id']}): box is not finite"),
-        (ann0(bbox=[1, 2, -3, 4]), f"annotations[0] (id {a0['id']}): negative width or height"),
-        (ann0(area=NAN), f"annotations[0] (id {a0['id']}) has area nan; expected a finite number >= 0"),
-    ]
-
-
-def test_ground_truth_with_broken_ids_or_boxes_is_refused_naming_source_and_id(tmp_path):
+def test_ground_truth_with_broken_ids_or_boxes_is_refused_naming_source_and_id(tmp_path, broken_ground_truths):
     gt, dets = random_coco_case(n_images=5)
     path = tmp_path / "instances_broken.json"
     for broken, message in broken_ground_truths(gt):
@@ -428,14 +385,13 @@ def test_frames_protocol_uses_exact_timestamps_and_authors_labels():
         gen1_metrics(gt, [bad], "frames")
 
 
-def test_predictions_to_boxes_maps_input_pixels_back():
-    sensor = np.array([[10.0, 20.0, 50.0, 60.0]])
+def test_predictions_to_boxes_become_sorted_label_records():
     pred = {
-        "boxes": torch.from_numpy(SPIKEYOLO_GEN1_GEOMETRY.to_input(sensor)),
+        "boxes": torch.tensor([[10.0, 20.0, 50.0, 60.0]]),  # sensor pixels, as predict returns them
         "scores": torch.tensor([0.7]),
         "labels": torch.tensor([1]),
     }
-    out = predictions_to_boxes([pred, pred], [2_000_000, 1_000_000], SPIKEYOLO_GEN1_GEOMETRY)
+    out = predictions_to_boxes([pred, pred], [2_000_000, 1_000_000])
     assert out["t"].tolist() == [1_000_000, 2_000_000]
     np.testing.assert_allclose(
         [out["x"][0], out["y"][0], out["w"][0], out["h"][0]], [10, 20, 40, 40], atol=1e-4

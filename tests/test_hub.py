@@ -29,6 +29,7 @@ from snn_det_zoo.errors import (
     OfflineError,
     WeightsNotFoundError,
 )
+from snn_det_zoo.factory import load_pretrained
 
 
 def tiny() -> nn.Module:
@@ -53,7 +54,7 @@ OFFLINE_ENTRY = {"source": "gdrive:abc", "sha256": None, "format": "ultralytics-
 
 def cached_weight() -> torch.Tensor:
     """The first weight of tiny.t1 as load_pretrained gives it."""
-    return hub.load_pretrained(other(7), "tiny", "t1", OFFLINE_ENTRY)[0].weight
+    return load_pretrained(other(7), "tiny", "t1", OFFLINE_ENTRY)[0].weight
 
 
 def cached_files() -> list[str]:
@@ -173,10 +174,10 @@ def test_load_pretrained_downloads_verifies_and_loads(server):
         source[1].running_mean.fill_(0.25)
     data = write_safetensors(root / "tiny.safetensors", source)
     entry = {"source": f"{base}/tiny.safetensors", "sha256": sha(data), "format": "safetensors"}
-    model = hub.load_pretrained(tiny().apply(lambda m: None), "tiny", "t1", entry)
+    model = load_pretrained(tiny().apply(lambda m: None), "tiny", "t1", entry)
     assert torch.equal(model[1].running_mean, source[1].running_mean)
     assert (hub.zoo_home() / "downloads" / "tiny" / "t1" / "tiny.safetensors").is_file()
-    hub.load_pretrained(tiny(), "tiny", "t1", entry)  # second time: from the verified cache
+    load_pretrained(tiny(), "tiny", "t1", entry)  # second time: from the verified cache
     assert len(log) == 1
 
 
@@ -185,13 +186,13 @@ def test_load_pretrained_is_strict_and_lists_keys(tmp_path):
     data = write_safetensors(tmp_path / "w.safetensors", wrong)
     entry = {"source": f"file:{tmp_path / 'w.safetensors'}", "sha256": sha(data), "format": "safetensors"}
     with pytest.raises(ValueError, match=r"shape mismatches.*1\.weight: \(5,\).*\(4,\)"):
-        hub.load_pretrained(tiny(), "tiny", "t1", entry)
+        load_pretrained(tiny(), "tiny", "t1", entry)
     extra = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(2, 2))
     data = write_safetensors(tmp_path / "w.safetensors", extra)
     with pytest.raises(ValueError, match=r"unexpected keys \(not in the model\) \(2\): 2\.bias, 2\.weight"):
-        hub.load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": sha(data)})
+        load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": sha(data)})
     with pytest.raises(hub.HashMismatchError, match="expected"):
-        hub.load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": "0" * 64})
+        load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": "0" * 64})
 
 
 def test_saved_weights_load_offline_and_tampering_is_caught(monkeypatch):
@@ -202,13 +203,13 @@ def test_saved_weights_load_offline_and_tampering_is_caught(monkeypatch):
     assert card["sha256"] == hub.sha256_file(path) and card["name"] == "tiny.t1"
     monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
     entry = {"source": "gdrive:abc", "sha256": None, "format": "ultralytics-pickle"}
-    model = hub.load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), "tiny", "t1", entry)
+    model = load_pretrained(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), "tiny", "t1", entry)
     assert torch.equal(model[0].weight, source[0].weight)
     with pytest.raises(hub.HashMismatchError, match="card expects"):  # a card pinning the authors' bytes
-        hub.load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": "2" * 64})
+        load_pretrained(tiny(), "tiny", "t1", {**entry, "sha256": "2" * 64})
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # the source cannot be fetched: say what was removed
     with pytest.warns(UserWarning), pytest.raises(hub.WeightsNotFoundError) as info:
-        hub.load_pretrained(tiny(), "tiny", "t1", entry)
+        load_pretrained(tiny(), "tiny", "t1", entry)
     message = str(info.value)
     assert f"{path} have sha256" in message and f"card.json says {card['sha256']}; removed them" in message
     assert "snn-det-zoo import-weights tiny.t1" in message
@@ -220,23 +221,23 @@ def test_google_drive_release_explains_the_manual_import(monkeypatch):
     entry = {"source": "gdrive:1rmcUMJztbjFFbbVqW8xwgshKNZel1psZ", "sha256": None,
              "format": "ultralytics-pickle", "how_to_get": "69M_best.pt"}
     with pytest.raises(hub.WeightsNotFoundError) as info:
-        hub.load_pretrained(tiny(), "spikeyolo_l", "coco_official", entry)
+        load_pretrained(tiny(), "spikeyolo_l", "coco_official", entry)
     message = str(info.value)
     assert "https://drive.google.com/file/d/1rmcUMJztbjFFbbVqW8xwgshKNZel1psZ" in message
     assert "snn-det-zoo import-weights spikeyolo_l.coco_official" in message
     folder = {**entry, "source": "gdrive-folder:1c5p09ZRCFeK1M5wH6zQduJltZalMzQkZ"}
     with pytest.raises(hub.WeightsNotFoundError, match="drive/folders/1c5p09ZRCFeK1M5wH6zQduJltZalMzQkZ"):
-        hub.load_pretrained(tiny(), "spikeyolo_s", "coco_official", folder)
+        load_pretrained(tiny(), "spikeyolo_s", "coco_official", folder)
 
 
 def test_optional_dependencies_have_pip_hints(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # makes the import fail
     with pytest.raises(ImportError, match="pip install huggingface_hub"):
-        hub.load_pretrained(tiny(), "tiny", "t1", {"source": "hf-hub:org/repo/model.safetensors",
+        load_pretrained(tiny(), "tiny", "t1", {"source": "hf-hub:org/repo/model.safetensors",
                                                    "sha256": "0" * 64, "format": "safetensors"})
     monkeypatch.setitem(sys.modules, "gdown", None)
     with pytest.raises(hub.WeightsNotFoundError, match="pip install gdown"):
-        hub.load_pretrained(tiny(), "tiny", "t1", {"source": "gdrive:abc", "sha256": None,
+        load_pretrained(tiny(), "tiny", "t1", {"source": "gdrive:abc", "sha256": None,
                                                    "format": "ultralytics-pickle"})
 
 
@@ -338,7 +339,7 @@ def test_an_imported_safetensors_entry_loads_from_the_cache(tmp_path, monkeypatc
     hub.save_weights("tiny", "t1", tiny().state_dict(), {"source_sha256": sha(data), "format": "safetensors"})
     monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
     entry = {"source": "https://example.com/w.safetensors", "sha256": sha(data), "format": "safetensors"}
-    assert torch.equal(hub.load_pretrained(other(), "tiny", "t1", entry)[0].weight, tiny()[0].weight)
+    assert torch.equal(load_pretrained(other(), "tiny", "t1", entry)[0].weight, tiny()[0].weight)
 
 
 # ------------------------------------------------------------------------- corrupt cache: removed, fetched again
@@ -346,7 +347,8 @@ def test_an_imported_safetensors_entry_loads_from_the_cache(tmp_path, monkeypatc
 
 @pytest.fixture
 def fake_convert(monkeypatch):
-    """port.importer.convert_file stand-in: any file 'converts' to tiny()'s weights; returns the calls."""
+    """port.convert_file stand-in, as the factory calls it: any file 'converts' to tiny()'s weights; returns the
+    calls."""
     calls: list[Path] = []
 
     def convert_file(arch, tag, path, entry):
@@ -354,7 +356,7 @@ def fake_convert(monkeypatch):
         return tiny().state_dict(), {"source": str(path), "source_sha256": hub.sha256_file(path),
                                      "format": entry["format"]}
 
-    monkeypatch.setattr("snn_det_zoo.port.importer.convert_file", convert_file)
+    monkeypatch.setattr("snn_det_zoo.factory.convert_file", convert_file)
     return calls
 
 
@@ -369,21 +371,21 @@ def test_corrupt_cache_entry_is_fetched_and_converted_again(server, fake_convert
         assert card["sha256"] == hub.sha256_file(path) and cached_files() == sorted(["card.json", path.name])
         return path
 
-    hub.load_pretrained(other(), "tiny", "t1", entry)
+    load_pretrained(other(), "tiny", "t1", entry)
     assert len(fake_convert) == 1 and len(log) == 1
     zeros = b"\x00" * 64
     entry_file().write_bytes(zeros)  # converted again from the verified download
     with pytest.warns(UserWarning, match=re.escape(f"have sha256 {sha(zeros)}")):
-        model = hub.load_pretrained(other(), "tiny", "t1", entry)
+        model = load_pretrained(other(), "tiny", "t1", entry)
     assert torch.equal(model[0].weight, tiny()[0].weight) and len(fake_convert) == 2 and len(log) == 1
     (hub.zoo_home() / "downloads" / "tiny" / "t1" / "best.pt").write_bytes(b"bad")
     entry_file().write_bytes(b"bad")  # both corrupt: downloaded and converted again
     with pytest.warns(UserWarning):
-        model = hub.load_pretrained(other(), "tiny", "t1", entry)
+        model = load_pretrained(other(), "tiny", "t1", entry)
     assert torch.equal(model[0].weight, tiny()[0].weight) and len(fake_convert) == 3 and len(log) == 2
     (entry_file().parent / "card.json").write_text("{not json")  # an unreadable card is a corrupt entry too
     with pytest.warns(UserWarning, match="unreadable card.json"):
-        hub.load_pretrained(other(), "tiny", "t1", entry)
+        load_pretrained(other(), "tiny", "t1", entry)
     assert len(fake_convert) == 4 and entry_file().exists()
 
 
@@ -393,7 +395,7 @@ def test_corrupt_cache_entry_whose_source_is_gone_says_what_was_removed(server):
     path = hub.save_weights("tiny", "t1", tiny().state_dict(), RECORD)
     path.write_bytes(b"bad")
     with pytest.warns(UserWarning), pytest.raises(WeightsNotFoundError) as info:
-        hub.load_pretrained(other(), "tiny", "t1", entry)
+        load_pretrained(other(), "tiny", "t1", entry)
     message = str(info.value)
     assert f"{path} have sha256 {sha(b'bad')}" in message and "removed them" in message
     assert f"{base}/gone.pt failed: HTTP 404" in message and "snn-det-zoo import-weights tiny.t1 PATH" in message
@@ -413,7 +415,7 @@ def test_google_drive_corrupt_download_is_fetched_again(monkeypatch, fake_conver
     dest.write_bytes(b"truncated")
     entry = {"source": "gdrive:abc", "sha256": sha(payload), "format": "ultralytics-pickle"}
     with pytest.warns(UserWarning, match=f"removed the corrupt cached file {re.escape(str(dest))}"):
-        hub.load_pretrained(other(), "tiny", "t1", entry)
+        load_pretrained(other(), "tiny", "t1", entry)
     assert calls == ["abc"] and dest.read_bytes() == payload and fake_convert == [dest]
 
     def broken(id, output, quiet):
@@ -422,7 +424,7 @@ def test_google_drive_corrupt_download_is_fetched_again(monkeypatch, fake_conver
     monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=broken))
     with pytest.raises(WeightsNotFoundError, match=r"drive\.google\.com/file/d/abc.*gdown could not download "
                        "Google Drive file abc: RuntimeError: Too many users"):
-        hub.load_pretrained(other(), "tiny", "t2", entry)
+        load_pretrained(other(), "tiny", "t2", entry)
 
 
 def test_hugging_face_failures_are_zoo_errors(monkeypatch, tmp_path):
@@ -441,16 +443,16 @@ def test_hugging_face_failures_are_zoo_errors(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=hf_hub_download))
     entry = {"source": "hf-hub:org/repo@v1/sub/model.safetensors", "sha256": sha(data), "format": "safetensors"}
     with pytest.raises(DownloadError, match=r"hf-hub:org/repo@v1/sub/model\.safetensors failed: HubError: 404"):
-        hub.load_pretrained(other(), "tiny", "t1", entry)
+        load_pretrained(other(), "tiny", "t1", entry)
     assert calls == [("org/repo", "sub/model.safetensors", "v1", False)]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="not in huggingface_hub's cache"):
-        hub.load_pretrained(other(), "tiny", "t1", entry)
+        load_pretrained(other(), "tiny", "t1", entry)
     assert calls[-1][-1] is True
     result.append(str(tmp_path / "model.safetensors"))
-    assert torch.equal(hub.load_pretrained(other(), "tiny", "t1", entry)[0].weight, tiny()[0].weight)
+    assert torch.equal(load_pretrained(other(), "tiny", "t1", entry)[0].weight, tiny()[0].weight)
     with pytest.raises(InvalidArgumentError, match="must look like"):
-        hub.load_pretrained(other(), "tiny", "t1", {**entry, "source": "hf-hub:org/model.safetensors"})
+        load_pretrained(other(), "tiny", "t1", {**entry, "source": "hf-hub:org/model.safetensors"})
 
 
 # ------------------------------------------------------------------------------------------ files and errors
@@ -483,7 +485,7 @@ def test_failures_raise_zoo_errors(tmp_path, monkeypatch):
     with pytest.raises(CheckpointFormatError, match="import-weights"):
         hub.load_state_dict_file(tmp_path / "module.pt")
     with pytest.raises(InvalidArgumentError, match="unsupported source 'ftp://x'"):
-        hub.load_pretrained(tiny(), "tiny", "t1", {"source": "ftp://x", "sha256": None, "format": "safetensors"})
+        load_pretrained(tiny(), "tiny", "t1", {"source": "ftp://x", "sha256": None, "format": "safetensors"})
     folder = hub.weights_dir("tiny", "t1")
     folder.mkdir(parents=True)
     (folder / "card.json").write_text("[]")
@@ -491,5 +493,5 @@ def test_failures_raise_zoo_errors(tmp_path, monkeypatch):
         hub.read_cached_card("tiny", "t1")
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(MissingDependencyError, match="pip install huggingface_hub"):
-        hub.load_pretrained(tiny(), "tiny", "t2", {"source": "hf-hub:org/repo/model.safetensors",
+        load_pretrained(tiny(), "tiny", "t2", {"source": "hf-hub:org/repo/model.safetensors",
                                                    "sha256": None, "format": "safetensors"})

@@ -9,10 +9,7 @@ import os
 import pytest
 
 from snn_det_zoo import _atomic, _cards
-from snn_det_zoo.cli import main
-from snn_det_zoo.errors import ResultsFormatError
-from snn_det_zoo.leaderboard import Leaderboard, build, load_rows, markdown_text, pareto_front, plot_text
-from snn_det_zoo.results import (
+from snn_det_zoo.bench.rows import (
     COLUMNS,
     append_rows,
     default_results_dir,
@@ -21,6 +18,9 @@ from snn_det_zoo.results import (
     read_rows,
     results_path,
 )
+from snn_det_zoo.cli import main
+from snn_det_zoo.errors import ResultsFormatError
+from snn_det_zoo.leaderboard import Leaderboard, build, load_rows, markdown_text, pareto_front, plot_text
 
 
 def _measured(model: str = "spikeyolo_n", **values) -> dict[str, str]:

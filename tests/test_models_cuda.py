@@ -22,6 +22,8 @@ def test_spikeyolo_cupy_neurons_equal_torch_neurons(name, T, monkeypatch):
     fast = zoo.create_model(name, num_classes=3, T=T, img_size=128, neuron_backend="cupy").cuda()
     fast.load_state_dict(reference.state_dict())
     images = torch.rand(2, 3, 128, 128, device="cuda")
+    if reference.modality == "events":  # frame stacks [T, B, C, H, W]
+        images = images.unsqueeze(0).repeat(T, 1, 1, 1, 1)
     for mode in ("eval", "train"):
         getattr(reference, mode)()
         getattr(fast, mode)()

@@ -1,21 +1,9 @@
-"""Shared detection helpers: box formats, class-aware NMS, letterbox and its inverse, DFL decoding."""
+"""Shared detection helpers: class-aware NMS, DFL decoding."""
 
 import pytest
 import torch
 
-from snn_det_zoo.nn import (
-    LETTERBOX_FILL,
-    LetterboxTransform,
-    clip_boxes,
-    decode_dfl_levels,
-    dist2bbox,
-    letterbox,
-    make_anchors,
-    multiclass_nms,
-    unletterbox_boxes,
-    xywh_to_xyxy,
-    xyxy_to_xywh,
-)
+from snn_det_zoo.nn import DFL, decode_dfl_levels, dist2bbox, make_anchors, multiclass_nms
 
 
 def _random_boxes(n: int, size: float = 100.0, seed: int = 0) -> torch.Tensor:
@@ -40,17 +28,6 @@ def _greedy_nms(boxes, scores, labels, iou_thresh):
         if all(labels[j] != labels[i] or _iou(boxes[i], boxes[j]) <= iou_thresh for j in kept):
             kept.append(i)
     return kept
-
-
-def test_box_format_round_trip_and_values():
-    xyxy = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
-    assert torch.equal(xyxy_to_xywh(xyxy), torch.tensor([[20.0, 40.0, 20.0, 40.0]]))
-    boxes = _random_boxes(50)
-    assert torch.allclose(xywh_to_xyxy(xyxy_to_xywh(boxes)), boxes, atol=1e-5)
-    clipped = clip_boxes(torch.tensor([[-5.0, 3.0, 120.0, 90.0]]), (80, 100))
-    assert torch.equal(clipped, torch.tensor([[0.0, 3.0, 100.0, 80.0]]))
-    with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
-        xyxy_to_xywh(torch.zeros(3, 5))
 
 
 def test_nms_suppresses_within_a_class_only():
@@ -94,60 +71,6 @@ def test_nms_thresholds_and_caps():
         multiclass_nms(boxes, torch.rand(39, 2))
 
 
-def test_letterbox_geometry_matches_ultralytics_rules():
-    image = torch.rand(3, 375, 500)
-    out, info = letterbox(image, 640)
-    # r = min(640/375, 640/500) = 1.28 -> 640 x 480, dh = 160 split 80/80
-    assert out.shape == (3, 640, 640)
-    assert info.resized_size == (480, 640) and info.pad == (0, 80) and info.ratio == pytest.approx(1.28)
-    assert torch.all(out[:, :80] == LETTERBOX_FILL) and torch.all(out[:, -80:] == LETTERBOX_FILL)
-    auto, auto_info = letterbox(image, 640, auto=True)
-    assert auto.shape == (3, 480, 640) and auto_info.pad == (0, 0)
-    odd, odd_info = letterbox(torch.rand(3, 100, 107), 64, auto=True, scaleup=False)
-    # no upscaling; dw = 64-64=0, dh = 64-60=4 -> 2/2
-    assert odd_info.ratio == pytest.approx(64 / 107) and odd.shape[-2:] == (64, 64)
-    small, small_info = letterbox(torch.rand(3, 20, 30), 64, scaleup=False)
-    assert small_info.ratio == 1.0 and small_info.pad == (17, 22) and small.shape[-2:] == (64, 64)
-
-
-def test_unletterbox_inverts_the_mapping():
-    image = torch.rand(3, 300, 200)
-    _, info = letterbox(image, 320)
-    original = torch.tensor([[10.0, 20.0, 150.0, 280.0], [0.0, 0.0, 200.0, 300.0]])
-    left, top = info.pad
-    forward = original * info.ratio + torch.tensor([left, top, left, top])
-    assert torch.allclose(unletterbox_boxes(forward, info), original, atol=1e-4)
-    outside = unletterbox_boxes(torch.tensor([[-50.0, -50.0, 400.0, 400.0]]), info)
-    assert torch.equal(outside, torch.tensor([[0.0, 0.0, 200.0, 300.0]]))
-
-
-def test_transform_batches_images_of_any_size_and_maps_back():
-    transform = LetterboxTransform(img_size=128)
-    images = [torch.rand(3, 60, 90), torch.rand(3, 128, 40)]
-    batch, infos = transform(images)
-    assert batch.shape == (2, 3, 128, 128)
-    dets = [{"boxes": torch.tensor([[0.0, 0.0, 128.0, 128.0]]), "scores": torch.ones(1)} for _ in infos]
-    back = transform.postprocess(dets, infos)
-    assert torch.allclose(back[0]["boxes"], torch.tensor([[0.0, 0.0, 90.0, 60.0]]))
-    assert torch.allclose(back[1]["boxes"], torch.tensor([[0.0, 0.0, 40.0, 128.0]]))
-    auto = LetterboxTransform(img_size=128, auto=True)
-    batch, infos = auto(images)
-    assert batch.shape[-2] % 32 == 0 and batch.shape[-1] % 32 == 0
-    assert "img_size=(128, 128)" in repr(transform)
-
-
-def test_transform_rejects_bad_input():
-    transform = LetterboxTransform(64)
-    with pytest.raises(TypeError, match="float"):
-        transform([torch.zeros(3, 10, 10, dtype=torch.uint8)])
-    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
-        transform([torch.zeros(10, 10)])
-    with pytest.raises(ValueError, match="non-empty"):
-        transform([])
-    with pytest.raises(ValueError, match="multiple of stride"):
-        LetterboxTransform(100)
-
-
 def test_make_anchors_and_dist2bbox():
     anchors, strides = make_anchors([(2, 3), (1, 1)], [8, 16])
     assert anchors[:3].tolist() == [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5]]
@@ -165,7 +88,7 @@ def test_decode_dfl_levels_recovers_one_hot_distances():
     for side, dist in enumerate((1, 2, 3, 4)):
         maps[0][0, side * reg_max + dist, 0, 1] = 50.0
     maps[0][0, 4 * reg_max + 1, 0, 1] = 10.0
-    boxes, scores = decode_dfl_levels(maps, [8, 16], nc, reg_max)
+    boxes, scores = decode_dfl_levels(maps, [8, 16], nc, DFL(reg_max))
     assert boxes.shape == (1, 5, 4) and scores.shape == (1, 5, 2)
     # anchor centre (1.5, 0.5) * 8 = (12, 4)
     assert torch.allclose(boxes[0, 1], torch.tensor([12 - 8.0, 4 - 16.0, 12 + 24.0, 4 + 32.0]), atol=1e-3)

@@ -29,11 +29,11 @@ from snn_det_zoo.port import (
     KeyMapError,
     UnsafeCheckpointError,
     convert_file,
-    import_ems_yolo,
-    import_spikeyolo,
     load_checkpoint,
     map_state_dict,
 )
+from snn_det_zoo.port.ems_yolo import import_ems_yolo
+from snn_det_zoo.port.spikeyolo import import_spikeyolo
 from snn_det_zoo.port.unpickler import read_torch_pickle
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -296,7 +296,7 @@ def test_ems_yolo_checkpoint_imports_and_reproduces_outputs(tmp_path):
                                                                             "gen1", 2)
     loaded = create_model("ems_yolo_res10", T=2)
     loaded.load_state_dict(state_dict, strict=True)
-    assert_same_outputs(loaded, fp16_rounded(source), torch.rand(1, 3, 64, 64))
+    assert_same_outputs(loaded, fp16_rounded(source), torch.rand(2, 1, 3, 64, 64))  # Gen1: event frames
 
 
 def test_cli_import_weights_then_pretrained_offline(tmp_path, monkeypatch, capsys):
@@ -304,18 +304,18 @@ def test_cli_import_weights_then_pretrained_offline(tmp_path, monkeypatch, capsy
     from snn_det_zoo.archs.ems_yolo import COCO_ANCHORS
 
     torch.manual_seed(0)
-    source = randomize_(create_model("ems_yolo_resnet34_cat", T=1)).eval()
+    source = randomize_(create_model("ems_yolo_cfg_resnet34_cat", T=1)).eval()
     path = tmp_path / "best.pt"
     save_yolov5_checkpoint(path, source, _ems_yaml("resnet34-cat", 80, COCO_ANCHORS))
-    assert main(["import-weights", "ems_yolo_resnet34_cat.coco_official", str(path)]) == 0
-    assert "imported ems_yolo_resnet34_cat.coco_official" in capsys.readouterr().out
+    assert main(["import-weights", "ems_yolo_cfg_resnet34_cat.coco_official", str(path)]) == 0
+    assert "imported ems_yolo_cfg_resnet34_cat.coco_official" in capsys.readouterr().out
     monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
-    loaded = create_model("ems_yolo_resnet34_cat.coco_official", pretrained=True, T=1)
+    loaded = create_model("ems_yolo_cfg_resnet34_cat.coco_official", pretrained=True, T=1)
     assert_same_outputs(loaded, fp16_rounded(source), torch.rand(1, 3, 64, 64))
     from snn_det_zoo.hub import read_cached_card
 
-    card = read_cached_card("ems_yolo_resnet34_cat", "coco_official")
-    assert card["source_sha256"] == sha256_file(path) and card["variant"] == "ems_yolo_resnet34_cat"
+    card = read_cached_card("ems_yolo_cfg_resnet34_cat", "coco_official")
+    assert card["source_sha256"] == sha256_file(path) and card["variant"] == "ems_yolo_cfg_resnet34_cat"
     assert card["checkpoint"]["config"] == "resnet34-cat"
 
 
@@ -326,10 +326,10 @@ def test_import_of_the_wrong_variant_names_the_right_one(tmp_path):
     save_yolov5_checkpoint(path, create_model("ems_yolo_res10", num_classes=80),
                            _ems_yaml("res10-ee", 80, COCO_ANCHORS))
     entry = {"source": "gdrive:x", "sha256": None, "format": "yolov5-pickle"}
-    with pytest.raises(ValueError, match="holds a ems_yolo_res10 checkpoint, not ems_yolo_resnet34_cat"):
-        convert_file("ems_yolo_resnet34_cat", "coco_official", path, entry)
+    with pytest.raises(ValueError, match="holds a ems_yolo_res10 checkpoint, not ems_yolo_cfg_resnet34_cat"):
+        convert_file("ems_yolo_cfg_resnet34_cat", "coco_official", path, entry)
     with pytest.raises(HashMismatchError, match=f"expected {'0' * 64}, got {sha256_file(path)}"):
-        convert_file("ems_yolo_resnet34_cat", "coco_official", path, {**entry, "sha256": "0" * 64})
+        convert_file("ems_yolo_cfg_resnet34_cat", "coco_official", path, {**entry, "sha256": "0" * 64})
 
 
 # ------------------------------------------------------------------------------ restricted unpickling

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from snn_det_zoo.cli import _build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,3 +36,17 @@ def test_cli_commands_named_in_the_readme_exist():
     named = set(re.findall(r"^snn-det-zoo ([a-z-]+)", text, flags=re.M))
     subparsers = next(a for a in _build_parser()._actions if a.dest == "command")
     assert named and named <= set(subparsers.choices)
+
+
+@pytest.mark.slow
+def test_the_python_example_runs(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import snn_det_zoo as zoo
+
+    code = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)  # the example loads "best.safetensors" from the working folder
+    save_file(zoo.create_model("spikeyolo_n").state_dict(), "best.safetensors")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["dets"]) == 2 and namespace["mine"].num_classes == 80

@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import snn_det_zoo as zoo
@@ -26,8 +27,8 @@ def test_every_card_variant_has_a_builder_and_every_builder_a_card():
 def test_list_models_patterns_natural_order_and_pretrained():
     assert zoo.list_models("spikeyolo_*") == ["spikeyolo_l", "spikeyolo_m", "spikeyolo_n", "spikeyolo_s",
                                               "spikeyolo_s_gen1"]
-    ems = zoo.list_models("ems_yolo_res*", exclude="*resnet*")
-    assert ems == ["ems_yolo_res10", "ems_yolo_res18", "ems_yolo_res18_sew", "ems_yolo_res34"]  # 10 before 18
+    ems = zoo.list_models("ems_yolo_*res*", exclude="*resnet*")
+    assert ems == ["ems_yolo_cfg_res18_sew", "ems_yolo_res10", "ems_yolo_res18", "ems_yolo_res34"]  # 10 before 18
     tagged = zoo.list_models(pretrained=True)
     assert "spikeyolo_s.coco_official" in tagged and all("." in n for n in tagged)
     assert zoo.list_models(["spikeyolo_n", "ems_yolo_res10"]) == ["ems_yolo_res10", "spikeyolo_n"]
@@ -54,7 +55,7 @@ def test_model_info_merges_family_and_variant():
     info = zoo.model_info("spikeyolo_s_gen1")
     assert info["family"] == "spikeyolo" and info["defaults"]["T"] == 2 and info["defaults"]["num_classes"] == 2
     assert info["paper"]["arxiv"] and info["origin"]["repo"].startswith("https://github.com/")
-    assert info["num_params"] == 23_122_838
+    assert info["num_params"] == _cards.variant_cards()["spikeyolo_s_gen1"].data["num_params"]
 
 
 def test_create_model_overrides_the_card_defaults():
@@ -97,7 +98,7 @@ def test_shipped_cards_are_valid_yaml_and_closed_schema():
 def test_cli_list_and_info(capsys):
     assert cli_main(["list", "spikeyolo_s*"]) == 0
     assert capsys.readouterr().out.split() == ["spikeyolo_s", "spikeyolo_s_gen1"]
-    assert cli_main(["info", "ems_yolo_resnet34_cat"]) == 0
+    assert cli_main(["info", "ems_yolo_cfg_resnet34_cat"]) == 0
     assert '"num_params": 25449022' in capsys.readouterr().out
     assert cli_main(["info", "nope"]) == 2
 
@@ -113,6 +114,8 @@ def test_wheel_carries_the_catalog_and_the_kernel_source(tmp_path):
     for card in (ROOT / "models").glob("*.yaml"):
         assert f"snn_det_zoo/model_cards/{card.name}" in names
     assert "snn_det_zoo/neurons/_ilif_kernel.cu" in names
+    for module in (ROOT / "snn_det_zoo").rglob("*.py"):  # every module of the checkout ships
+        assert module.relative_to(ROOT).as_posix() in names, module
     site = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                            str(wheel)], capture_output=True, text=True, check=False)
@@ -126,3 +129,20 @@ def test_wheel_carries_the_catalog_and_the_kernel_source(tmp_path):
     assert location.startswith(str(site))  # the installed copy, not the checkout
     cards, models = map(int, counts.split())
     assert cards == models == len(zoo.list_models())
+
+
+def test_model_info_is_a_copy():
+    info = zoo.model_info("spikeyolo_n")
+    info["defaults"]["num_classes"] = 7
+    info["weights"]["mine"] = {}
+    assert zoo.model_info("spikeyolo_n")["defaults"]["num_classes"] == 80
+    assert "mine" not in zoo.model_info("spikeyolo_n")["weights"]
+    with torch.device("meta"):
+        assert zoo.create_model("spikeyolo_n").num_classes == 80
+
+
+def test_importing_the_package_and_listing_models_needs_no_torch():
+    code = ("import sys, snn_det_zoo as zoo; names = zoo.list_models(); info = zoo.model_info('spikeyolo_s'); "
+            "assert names and info['num_params']; assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]

@@ -1,4 +1,4 @@
-"""`snn-det-zoo reproduce`: paper rows from the cards beside parameters counted here and harness results."""
+"""`snn-det-zoo reproduce`: paper rows from the cards beside parameters counted here and benchmark results."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import json
 
 import pytest
 
-from snn_det_zoo import _cards, registry
+from snn_det_zoo import _cards
+from snn_det_zoo.bench.reproduce import count_parameters, paper_table, papers, to_markdown
 from snn_det_zoo.cli import main
 from snn_det_zoo.hub import weights_dir
-from snn_det_zoo.reproduce import PAPERS, count_parameters, paper_table, to_markdown
 
 
-@pytest.mark.parametrize("paper", sorted(PAPERS))
+@pytest.mark.parametrize("paper", papers())
 def test_params_rows_match_every_card_variant(paper):
     rows = paper_table(paper)
-    variants = {n: c for n, c in _cards.variant_cards().items() if c.family == PAPERS[paper]}
+    variants = {n: c for n, c in _cards.variant_cards().items() if c.family == paper}
     params = {r.model: r for r in rows if r.quantity == "params"}
     assert set(params) == set(variants)
     for name, row in params.items():
@@ -24,9 +24,9 @@ def test_params_rows_match_every_card_variant(paper):
         assert row.verdict == "match" and row.difference == 0
 
 
-def test_parameters_are_counted_on_the_meta_device_without_touching_buffers():
-    assert count_parameters("ems_yolo_res10") == 6_207_050  # its builder computes with its anchor buffers
-    assert count_parameters("spikeyolo_n", num_classes=3) < 13_271_632
+def test_parameters_are_counted_on_the_meta_device_with_overrides():
+    assert count_parameters("ems_yolo_res10") == _cards.variant_cards()["ems_yolo_res10"].data["num_params"]
+    assert count_parameters("spikeyolo_n", num_classes=3) < _cards.variant_cards()["spikeyolo_n"].data["num_params"]
 
 
 def _stand_in_cards(monkeypatch, num_params):
@@ -34,15 +34,17 @@ def _stand_in_cards(monkeypatch, num_params):
     card = _cards.VariantCard(name=real.name, family=real.family, card_path="stand-in.yaml",
                               data={**real.data, "num_params": num_params}, family_data=real.family_data)
     monkeypatch.setattr(_cards, "variant_cards", lambda: {"spikeyolo_n": card})
-    monkeypatch.setattr(registry, "variant_cards", lambda: {"spikeyolo_n": card})
+    monkeypatch.setattr("snn_det_zoo.registry.variant_cards", lambda: {"spikeyolo_n": card})
+    monkeypatch.setattr("snn_det_zoo.bench.reproduce.variant_cards", lambda: {"spikeyolo_n": card})
 
 
 def test_a_card_count_that_differs_from_the_built_model_is_differs(monkeypatch):
-    _stand_in_cards(monkeypatch, 13_271_632 + 1)
+    real = _cards.variant_cards()["spikeyolo_n"].data["num_params"]
+    _stand_in_cards(monkeypatch, real + 1)
     (row,) = [r for r in paper_table("spikeyolo") if r.quantity == "params"]
     assert (row.verdict, row.difference, row.tolerance) == ("differs", -1, "exact")
     text = to_markdown("spikeyolo", [row])
-    assert "| 13,271,633 | 13,271,632 | -1 | exact | differs |" in text and "1 differs" in text
+    assert f"| {real + 1:,} | {real:,} | -1 | exact | differs |" in text and "1 differs" in text
 
 
 def _spikeyolo_s_coco(rows):

@@ -1,5 +1,10 @@
-"""Model families; importing one registers its variants."""
+"""Model families, one module each; importing this package registers every family's variants.
 
-from . import ems_yolo, spikeyolo
+Every module of the package is imported, so a new family is its module and its card, with no edit here.
+"""
 
-__all__ = ["ems_yolo", "spikeyolo"]
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -41,17 +41,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from spikingjelly.activation_based import functional, layer
+from spikingjelly.activation_based import layer
 from torch import nn
 
 from ..errors import InvalidArgumentError
 from ..neurons.ems_lif import EMSLIFNode, EMSSiLUIntegrator
 from ..nn.anchors import anchors_in_grid_units, decode_yolov5, yolov5_detections
-from ..nn.boxes import multiclass_nms
+from ..nn.detector import Detector
+from ..nn.graph import Concat, Source, run_layers, saved_layers
 from ..nn.transform import LetterboxTransform
 from ..registry import register_model
 
-__all__ = ["COCO_ANCHORS", "CONFIGS", "EMSYOLO", "GEN1_ANCHORS"]
+__all__ = ["COCO_ANCHORS", "CONFIGS", "EMSYOLO", "GEN1_ANCHORS", "VARIANTS"]
 
 # Anchors in pixels, one row of (w, h) pairs per level (P4/16, P5/32), from the authors' YAMLs (§3.4).
 COCO_ANCHORS = ((10, 14, 23, 27, 37, 58), (81, 82, 135, 169, 344, 319))
@@ -60,6 +61,7 @@ _ANCHOR_SETS = {"coco": COCO_ANCHORS, "gen1": GEN1_ANCHORS}
 _TDBN_V_TH = 0.5  # the neuron threshold; tdBN scales its gamma init by it
 _BRANCH_END_ALPHA = 0.2  # the last BN of every residual branch starts at 0.2 * 0.5 = 0.1
 _WIDE_HIDDEN = 1024  # BasicBlock_1 hard-codes its hidden width, whatever the width multiple
+_MAX_STRIDE = 32  # the head's coarsest level (P5)
 
 
 # --------------------------------------------------------------------------------------------- layers
@@ -176,13 +178,6 @@ class SEWBlock(nn.Module):
         return self.cv2(self.cv1(x)) + self.shortcut(x)
 
 
-class Concat(nn.Module):
-    """Concatenate a list of ``[T, B, C, H, W]`` tensors on the channel axis, in list order."""
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(xs, dim=2)
-
-
 class EMSDetect(nn.Module):
     """The two-level anchor head: a 1x1 conv (with bias) per level at every step, averaged over T.
 
@@ -199,7 +194,8 @@ class EMSDetect(nn.Module):
         self.nc, self.no = num_classes, num_classes + 5
         self.nl, self.na = anchors.shape[0], anchors.shape[1]
         self.register_buffer("anchors", anchors)
-        self.register_buffer("stride", torch.tensor(list(strides), dtype=torch.float32), persistent=False)
+        self.register_buffer("stride", torch.tensor(list(strides), dtype=torch.float32, device="cpu"),
+                             persistent=False)  # real numbers, even when built on the meta device
         self.m = nn.ModuleList(_conv(c, self.na * self.no, 1, bias=True) for c in in_channels)
         self._initialize_biases()
 
@@ -225,7 +221,7 @@ class EMSDetect(nn.Module):
 
 # A row is (from, repeats, block, args); args exclude the input channels, which the builder infers, and
 # start with the output channels for channel-producing blocks, as in the authors' YAMLs.
-Row = tuple[int | tuple[int, ...], int, str, tuple[Any, ...]]
+Row = tuple[Source, int, str, tuple[Any, ...]]
 
 _BLOCKS = {
     "Conv_1": StemConvBN,  # (cout, k, s)
@@ -304,30 +300,34 @@ def _make_divisible(x: float, divisor: int = 8) -> int:
 # ------------------------------------------------------------------------------------------- model
 
 
-class EMSYOLO(nn.Module):
-    """An EMS-YOLO detector built from a configuration table.
+class EMSYOLO(Detector):
+    """An EMS-YOLO detector built from a configuration table, a :class:`~snn_det_zoo.nn.detector.Detector`.
 
-    Input: a float batch ``[B, C, H, W]`` (static images, RGB in [0, 1], repeated over the T steps) or
-    ``[T, B, C, H, W]`` (event frames); H and W multiples of 32. ``forward`` returns, in every mode, the raw
-    head outputs: one ``[B, 3, H/s, W/s, 5 + classes]`` logit tensor per level (s = 16, 32), averaged over
-    T. Neuron state is reset at the start of every forward. :meth:`predict` returns detections.
+    ``forward`` returns, in every mode, the raw head outputs: one ``[B, 3, H/s, W/s, 5 + classes]`` logit
+    tensor per level (s = 16, 32), averaged over T. A static image is repeated over the T steps.
 
     Args:
         layers: the configuration table (``CONFIGS``).
-        num_classes: number of object classes (COCO 80, Gen1 2).
+        num_classes, class_names: the object classes (COCO 80, Gen1 2).
         T: time steps; a ``[T, B, ...]`` input must have exactly this many.
         anchors: ``'coco'``, ``'gen1'`` or rows of (w, h) pixel pairs per level.
         in_chans: input channels.
         width_multiple, depth_multiple: the YAML scale factors (1.0 for every published model).
-        img_size: the letterbox size of :meth:`predict` (COCO 640, Gen1 320).
-        score_thresh, iou_thresh, max_detections, multi_label: NMS settings of :meth:`predict`; the defaults
+        img_size: the transform's size (COCO 640, Gen1 320).
+        score_thresh, iou_thresh, max_detections, multi_label: NMS settings of ``predict``; the defaults
             are the authors' evaluation (conf 0.001, IoU 0.6, 300 detections, multi-label).
+        modality: ``'image'`` (YOLOv5's validation: long side truncated, shrunk with INTER_AREA, rectangular
+            padding) or ``'events'`` (every Gen1 bin stretched to ``img_size``), as the authors pre-process.
+        transform_args: overrides of the :class:`~snn_det_zoo.nn.transform.LetterboxTransform` settings.
     """
+
+    event_representation = "emsyolo"
 
     def __init__(
         self,
         layers: Sequence[Row],
         num_classes: int = 80,
+        class_names: str | Sequence[str] | None = None,
         T: int = 4,
         anchors: str | Sequence[Sequence[float]] = "coco",
         in_chans: int = 3,
@@ -338,36 +338,39 @@ class EMSYOLO(nn.Module):
         iou_thresh: float = 0.6,
         max_detections: int = 300,
         multi_label: bool = True,
+        modality: str = "image",
+        transform_args: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        for name, value in (("num_classes", num_classes), ("T", T), ("in_chans", in_chans)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}")
         for name, value in (("width_multiple", width_multiple), ("depth_multiple", depth_multiple)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
         if isinstance(anchors, str):
             if anchors not in _ANCHOR_SETS:
-                raise InvalidArgumentError(f"anchors must be one of {sorted(_ANCHOR_SETS)} or (w, h) pixel rows, got "
-                                           f"{anchors!r}")
+                raise InvalidArgumentError(f"anchors must be one of {sorted(_ANCHOR_SETS)} or (w, h) pixel rows, "
+                                           f"got {anchors!r}")
             anchors = _ANCHOR_SETS[anchors]
-        self.num_classes, self.T, self.in_chans = num_classes, T, in_chans
-        self.model, self.save, strides = self._build(layers, num_classes, anchors, in_chans,
-                                                     float(width_multiple), float(depth_multiple))
+        if modality == "events":  # datasets_g1T: every bin stretched to the input size
+            preset: dict[str, Any] = {"resize": "stretch", "padding": "none"}
+        else:  # YOLOv5's load_image (int sizes, INTER_AREA to shrink) and rect letterbox
+            preset = {"resize": "long_side", "rounding": "floor", "downscale": "area", "padding": "rect"}
+        transform = LetterboxTransform(img_size, _MAX_STRIDE, **{**preset, **(transform_args or {})})
+        super().__init__(num_classes=num_classes, class_names=class_names, T=T, D=None, in_chans=in_chans,
+                         modality=modality, transform=transform, score_thresh=score_thresh,
+                         iou_thresh=iou_thresh, max_detections=max_detections)
+        self.multi_label = bool(multi_label)
+        self.model, self._sources, strides = self._build(layers, num_classes, anchors, in_chans,
+                                                         float(width_multiple), float(depth_multiple))
+        self._saved = saved_layers(self._sources)
         self.strides = strides
-        self.transform = LetterboxTransform(img_size, stride=int(max(strides)))
-        self.score_thresh, self.iou_thresh = float(score_thresh), float(iou_thresh)
-        self.max_detections, self.multi_label = int(max_detections), bool(multi_label)
 
     @staticmethod
     def _build(layers: Sequence[Row], num_classes: int, anchors: Sequence[Sequence[float]], in_chans: int,
-               gw: float, gd: float) -> tuple[nn.Sequential, list[int], tuple[float, ...]]:
+               gw: float, gd: float) -> tuple[nn.Sequential, list[Source], tuple[int, ...]]:
         # Walk the table as the authors' parse_model does, tracking channels and the stride of every layer
         # (their dummy forward finds the strides; counting them is cheaper and gives the same 16, 32).
         channels: list[int] = []
         strides: list[int] = []
         modules: list[nn.Module] = []
-        save: set[int] = set()
         for i, (source, repeats, name, args) in enumerate(layers):
             sources = [source] if isinstance(source, int) else list(source)
             c_in = [in_chans if i == 0 else channels[j] for j in sources]
@@ -390,74 +393,31 @@ class EMSYOLO(nn.Module):
                 module = nn.Sequential(first, *rest) if repeats > 1 else first
                 stride = args[2] if name not in ("BasicBlock_1",) else args[1]
                 s_out = s_in[0] * stride
-            module.i, module.f = i, source  # type: ignore[assignment]
-            save.update(j % i for j in sources if j != -1)
             modules.append(module)
             channels.append(c_out)
             strides.append(s_out)
-        return nn.Sequential(*modules), sorted(save), tuple(float(s) for s in modules[-1].stride.tolist())
+        # Negative sources count back from the layer (YOLOv5's ``from``): made absolute for the graph walk.
+        resolved: list[Source] = [
+            src if isinstance(src, int) and src == -1 else
+            (src % i if isinstance(src, int) else tuple(j if j == -1 else j % i for j in src))
+            for i, (src, *_) in enumerate(layers)
+        ]
+        head_strides = tuple(int(s) for s in modules[-1].stride.tolist())
+        return nn.Sequential(*modules), resolved, head_strides
 
     @property
     def detect(self) -> EMSDetect:
         return self.model[-1]  # type: ignore[return-value]
 
-    def _time_major(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a float tensor (RGB in [0, 1]), got dtype {images.dtype}")
-        if images.dim() == 4:
-            images = images.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
-        elif images.dim() != 5:
-            raise InvalidArgumentError(f"images must be [B, C, H, W] or [T, B, C, H, W], got {tuple(images.shape)}")
-        elif images.shape[0] != self.T:
-            raise InvalidArgumentError(f"the model was built for T={self.T} but the input has {images.shape[0]} steps; "
-                                       f"build it with T={images.shape[0]}")
-        height, width = images.shape[-2:]
-        grid = int(max(self.strides))
-        if images.shape[2] != self.in_chans or height % grid or width % grid:
-            raise InvalidArgumentError(f"expected {self.in_chans} channels and H, W multiples of {grid}, got "
-                                       f"{tuple(images.shape)}")
-        return images
+    def forward_network(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.dim() == 4:  # the authors' Model.forward: T copies of a static image
+            x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return run_layers(self.model, self._sources, x, self._saved)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self._time_major(images)
-        functional.reset_net(self)
-        outputs: list[Any] = []
-        for m in self.model:
-            if m.f != -1:
-                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-            x = m(x)
-            outputs.append(x if m.i in self.save else None)
-        return x
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor | Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Detect objects; one ``{"boxes" [K, 4] xyxy pixels, "scores" [K], "labels" [K]}`` per image.
-
-        ``images``: a list of float ``[C, H, W]`` images of any sizes, a ``[B, C, H, W]`` batch, or
-        ``[T, B, C, H, W]`` event frames. Each image is letterboxed to ``img_size`` and the boxes are mapped
-        back to its own pixels. The model runs in eval mode (its mode is restored afterwards).
-        """
-        if isinstance(images, torch.Tensor) and images.dim() == 5:
-            steps, batch = images.shape[:2]
-            boxed, infos = self.transform(images.flatten(0, 1))
-            x = boxed.view(steps, batch, *boxed.shape[1:])
-            infos = infos[:batch]
-        else:
-            x, infos = self.transform(images)
-        was_training = self.training
-        self.eval()
-        try:
-            raw = self(x)
-        finally:
-            self.train(was_training)
-        boxes, scores = yolov5_detections(decode_yolov5(raw, self.detect.anchors, self.strides))
-        detections = [
-            multiclass_nms(b, s, self.score_thresh, self.iou_thresh, self.max_detections, self.multi_label)
-            for b, s in zip(boxes, scores, strict=True)
-        ]
-        return self.transform.postprocess(detections, infos)
+    def decode(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw head outputs -> ``(boxes [B, A, 4] xyxy in input pixels, scores [B, A, nc])``: objectness times
+        class probability, as YOLOv5's ``non_max_suppression`` scores them."""
+        return yolov5_detections(decode_yolov5(raw, self.detect.anchors, self.strides))
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, T={self.T}, strides={self.strides}, "
@@ -465,8 +425,23 @@ class EMSYOLO(nn.Module):
                 f"max_detections={self.max_detections}, multi_label={self.multi_label}")
 
 
-def _create_ems_yolo(config: str, **kwargs: Any) -> EMSYOLO:
-    return EMSYOLO(CONFIGS[config], **kwargs)
+# Registered variant -> the authors' configuration (their YAML file): the paper's EMS-Res10/18/34, then the
+# repository's other configurations under ``ems_yolo_cfg_<yaml name>`` (they are not the paper's models:
+# cfg_resnet10 has 17.6M parameters, more than cfg_resnet18). The one table of the family's variants.
+VARIANTS: dict[str, str] = {
+    "ems_yolo_res10": "res10-ee",
+    "ems_yolo_res18": "res18-ee",
+    "ems_yolo_res34": "res34-ee",
+    "ems_yolo_cfg_resnet10": "resnet10",
+    "ems_yolo_cfg_resnet18": "resnet18",
+    "ems_yolo_cfg_resnet34": "resnet34",
+    "ems_yolo_cfg_resnet34_cat": "resnet34-cat",
+    "ems_yolo_cfg_res18_sew": "res18-sew",
+}
+
+
+def _create_ems_yolo(variant: str, **kwargs: Any) -> EMSYOLO:
+    return EMSYOLO(CONFIGS[VARIANTS[variant]], **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- variants
@@ -475,46 +450,46 @@ def _create_ems_yolo(config: str, **kwargs: Any) -> EMSYOLO:
 @register_model
 def ems_yolo_res10(**kwargs: Any) -> EMSYOLO:
     """EMS-Res10 of the paper (``res10-ee.yaml``): 6,207,050 parameters with 2 classes (Gen1)."""
-    return _create_ems_yolo("res10-ee", **kwargs)
+    return _create_ems_yolo("ems_yolo_res10", **kwargs)
 
 
 @register_model
 def ems_yolo_res18(**kwargs: Any) -> EMSYOLO:
     """EMS-Res18 of the paper (``res18-ee.yaml``): 9,343,370 parameters with 2 classes (Gen1)."""
-    return _create_ems_yolo("res18-ee", **kwargs)
+    return _create_ems_yolo("ems_yolo_res18", **kwargs)
 
 
 @register_model
 def ems_yolo_res34(**kwargs: Any) -> EMSYOLO:
     """EMS-Res34 of the paper: [3, 4, 6, 3] ee-blocks, 14,399,306 parameters (2 classes; reconstructed)."""
-    return _create_ems_yolo("res34-ee", **kwargs)
+    return _create_ems_yolo("ems_yolo_res34", **kwargs)
 
 
 @register_model
-def ems_yolo_resnet10(**kwargs: Any) -> EMSYOLO:
-    """The authors' ``resnet10.yaml``: concatenation blocks, a wide spiking head."""
-    return _create_ems_yolo("resnet10", **kwargs)
+def ems_yolo_cfg_resnet10(**kwargs: Any) -> EMSYOLO:
+    """The authors' ``resnet10.yaml``: concatenation blocks, a wide spiking head (17.6M, not the paper's Res10)."""
+    return _create_ems_yolo("ems_yolo_cfg_resnet10", **kwargs)
 
 
 @register_model
-def ems_yolo_resnet18(**kwargs: Any) -> EMSYOLO:
+def ems_yolo_cfg_resnet18(**kwargs: Any) -> EMSYOLO:
     """The authors' ``resnet18.yaml`` (issue #20 calls it EMS-Res18; the paper's count says otherwise)."""
-    return _create_ems_yolo("resnet18", **kwargs)
+    return _create_ems_yolo("ems_yolo_cfg_resnet18", **kwargs)
 
 
 @register_model
-def ems_yolo_resnet34(**kwargs: Any) -> EMSYOLO:
+def ems_yolo_cfg_resnet34(**kwargs: Any) -> EMSYOLO:
     """The authors' ``resnet34.yaml``: projection blocks throughout, 34,027,454 parameters on COCO."""
-    return _create_ems_yolo("resnet34", **kwargs)
+    return _create_ems_yolo("ems_yolo_cfg_resnet34", **kwargs)
 
 
 @register_model
-def ems_yolo_resnet34_cat(**kwargs: Any) -> EMSYOLO:
+def ems_yolo_cfg_resnet34_cat(**kwargs: Any) -> EMSYOLO:
     """``resnet34-cat.yaml``, the configuration of the released COCO "EMS-Res34" run (25,449,022 params)."""
-    return _create_ems_yolo("resnet34-cat", **kwargs)
+    return _create_ems_yolo("ems_yolo_cfg_resnet34_cat", **kwargs)
 
 
 @register_model
-def ems_yolo_res18_sew(**kwargs: Any) -> EMSYOLO:
+def ems_yolo_cfg_res18_sew(**kwargs: Any) -> EMSYOLO:
     """The "SEW-Res18" ablation (``res18-sew.yaml``); non-spiking in the authors' code (SiLU integrators)."""
-    return _create_ems_yolo("res18-sew", **kwargs)
+    return _create_ems_yolo("ems_yolo_cfg_res18_sew", **kwargs)

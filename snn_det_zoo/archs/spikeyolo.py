@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,14 +59,15 @@ from torch import nn
 
 from ..errors import InvalidArgumentError
 from ..neurons import ILIFNode
-from ..nn.boxes import multiclass_nms
-from ..nn.dfl import decode_dfl_levels
+from ..nn.detector import Detector
+from ..nn.dfl import DFL, decode_dfl_levels
+from ..nn.graph import Concat, Source, run_layers, saved_layers
 from ..nn.layer_geometry import ConvGeometry
 from ..nn.spike_conv import SpikeInputConv2d, fuse_conv_bn
 from ..nn.transform import LetterboxTransform
 from ..registry import register_model
 
-__all__ = ["SpikeYOLO"]
+__all__ = ["VARIANTS", "SpikeYOLO"]
 
 Neuron = Callable[[], nn.Module]
 BN_EPS, BN_MOMENTUM = 1e-3, 0.03  # Ultralytics initialize_weights sets these on every BatchNorm2d
@@ -349,34 +351,6 @@ class MS_GetT(nn.Module):
         return f"T={self.T}"
 
 
-class Concat(nn.Module):
-    """Concatenate along the channel axis of ``[T, B, C, H, W]`` (dim 2)."""
-
-    def __init__(self, dim: int = 2) -> None:
-        super().__init__()
-        self.d = dim
-
-    def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(list(xs), self.d)
-
-
-class SpikeDFL(nn.Module):
-    """The DFL integral as the authors store it: a frozen 1x1 conv with weights 0..reg_max-1."""
-
-    def __init__(self, reg_max: int = REG_MAX) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.arange(reg_max, dtype=torch.float).view(1, reg_max, 1, 1))
-        self.c1 = reg_max
-
-    def forward(self, box_logits: torch.Tensor) -> torch.Tensor:
-        """``[B, 4*reg_max, A]`` logits -> ``[B, 4, A]`` expected distances."""
-        b, _, a = box_logits.shape
-        prob = box_logits.view(b, 4, self.c1, a).transpose(2, 1).softmax(1)
-        return self.conv(prob).view(b, 4, a)
-
-
 class SpikeDetect(nn.Module):
     """Spiking YOLOv8 head: per level, SpikeConv 3x3 twice + SpikeConvWithoutBN 1x1, for boxes and classes."""
 
@@ -394,7 +368,7 @@ class SpikeDetect(nn.Module):
 
         self.cv2 = nn.ModuleList(branch(c, c2, 4 * REG_MAX) for c in channels)
         self.cv3 = nn.ModuleList(branch(c, c3, num_classes) for c in channels)
-        self.dfl = SpikeDFL(REG_MAX)
+        self.dfl = DFL(REG_MAX)
         self.bias_init()
 
     @torch.no_grad()
@@ -457,13 +431,13 @@ _LAYERS: tuple[tuple[int | tuple[int, ...], int, str, tuple], ...] = (
 
 
 def _build_layers(scale: str, num_classes: int, T: int, neuron: Neuron,
-                  in_channels: int) -> tuple[nn.ModuleList, list[tuple[int, ...]]]:
+                  in_chans: int) -> tuple[nn.ModuleList, list[Source]]:
     depth, width, max_channels, p5_ratio = _SCALES[scale]
     channels: list[int] = []
     layers, sources = [], []
     for src, repeats, kind, args in _LAYERS:
         src_t = (src,) if isinstance(src, int) else src
-        c_in = channels[src_t[0]] if channels else in_channels
+        c_in = channels[src_t[0]] if channels else in_chans
         repeats = max(round(repeats * depth), 1) if repeats > 1 else repeats
         if kind == "get_t":
             make, c_out = partial(MS_GetT, T), c_in
@@ -483,36 +457,35 @@ def _build_layers(scale: str, num_classes: int, T: int, neuron: Neuron,
         elif kind == "upsample":
             make, c_out = partial(nn.Upsample, scale_factor=(1, 2, 2), mode="nearest"), c_in
         elif kind == "concat":
-            make, c_out = partial(Concat, 2), sum(channels[i] for i in src_t)
+            make, c_out = Concat, sum(channels[i] for i in src_t)
         else:  # detect
             make, c_out = partial(SpikeDetect, num_classes, [channels[i] for i in src_t], neuron), 0
         layers.append(nn.Sequential(*(make() for _ in range(repeats))) if repeats > 1 else make())
         channels.append(c_out)
-        sources.append(src_t)
+        sources.append(src)
     return nn.ModuleList(layers), sources
 
 
-class SpikeYOLO(nn.Module):
-    """SpikeYOLO detector (Luo et al., ECCV 2024).
+class SpikeYOLO(Detector):
+    """SpikeYOLO detector (Luo et al., ECCV 2024), a :class:`~snn_det_zoo.nn.detector.Detector`.
 
     Args:
         scale: ``'n'``, ``'s'``, ``'m'`` or ``'l'``.
-        num_classes: number of classes (80 for COCO, 2 for Gen1).
-        T: time steps; a static image is repeated T times.
+        num_classes, class_names: the classes (COCO's 80, Gen1's car and pedestrian).
+        T: time steps; a static image is repeated T times (``MS_GetT``).
         D: the I-LIF's maximum integer spike (virtual time steps in spike-driven inference).
-        img_size: letterbox size of :meth:`predict`'s transform (640 for COCO, 320 for Gen1).
+        img_size: the input size of the transform (640 for COCO, 320 for Gen1).
         neuron: ``'coco'`` (decay 0.25) or ``'gen1'`` (``tau=2``, ``decay_input=True``).
-        conf_thresh, iou_thresh, max_detections: NMS settings of :meth:`predict` (the authors' evaluation:
+        score_thresh, iou_thresh, max_detections: NMS settings of ``predict`` (the authors' evaluation:
             0.001, 0.7, 300, multi-label).
-        in_channels: image channels.
+        in_chans: image channels.
+        modality: ``'image'`` (COCO: Ultralytics' validation letterbox, rectangular) or ``'events'`` (Gen1:
+            the long side to ``img_size``, padded to a square), as the authors' validators pre-process.
+        transform_args: overrides of the :class:`~snn_det_zoo.nn.transform.LetterboxTransform` settings.
         neuron_backend: the I-LIF implementation (``'torch'``, ``'cupy'``, ``'auto'``).
 
-    ``forward(images)`` takes ``[B, C, H, W]`` or ``[T, B, C, H, W]`` floats (H, W multiples of 32) and
-    returns the raw head maps, a list of three ``[B, 4*16 + num_classes, H/s, W/s]`` for strides 8, 16, 32,
-    in every mode. Neuron states are reset at the start (and end) of every forward. ``predict(images)``
-    takes a list of ``[C, H, W]`` float images in [0, 1] of any sizes (or a batch), letterboxes them,
-    decodes the DFL head, applies class-aware NMS and returns per image ``{"boxes" (xyxy, original pixels),
-    "scores", "labels"}``; call ``model.eval()`` first.
+    ``forward`` returns the raw head maps, a list of three ``[B, 4*16 + num_classes, H/s, W/s]`` for strides
+    8, 16, 32, in every mode.
 
     Example::
 
@@ -521,93 +494,56 @@ class SpikeYOLO(nn.Module):
         [torch.Size([1, 67, 8, 8]), torch.Size([1, 67, 4, 4]), torch.Size([1, 67, 2, 2])]
     """
 
+    event_representation = "spikeyolo"
+
     def __init__(
         self,
         scale: str = "s",
         num_classes: int = 80,
+        class_names: str | Sequence[str] | None = None,
         T: int = 1,
         D: int = 4,
         img_size: int | Sequence[int] = 640,
         neuron: str = "coco",
-        conf_thresh: float = 0.001,
+        score_thresh: float = 0.001,
         iou_thresh: float = 0.7,
         max_detections: int = 300,
-        in_channels: int = 3,
+        in_chans: int = 3,
+        modality: str = "image",
+        transform_args: dict[str, Any] | None = None,
         neuron_backend: str = "torch",
     ) -> None:
-        super().__init__()
         if scale not in _SCALES:
             raise InvalidArgumentError(f"scale must be one of {sorted(_SCALES)}, got {scale!r}")
         if neuron not in _NEURONS:
             raise InvalidArgumentError(f"neuron must be one of {sorted(_NEURONS)}, got {neuron!r}")
-        for name, value in (("num_classes", num_classes), ("T", T), ("D", D), ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
-        self.scale, self.num_classes, self.T, self.D, self.in_channels = scale, num_classes, T, D, in_channels
-        self.neuron_kind = neuron
-        self.conf_thresh, self.iou_thresh, self.max_detections = conf_thresh, iou_thresh, max_detections
+        # Ultralytics' validator: long side resized (ceil), then rect padding for COCO, a square for Gen1.
+        padding = "square" if modality == "events" else "rect"
+        transform = LetterboxTransform(img_size, max(STRIDES), resize="long_side", rounding="ceil",
+                                       padding=padding, **(transform_args or {}))
+        super().__init__(num_classes=num_classes, class_names=class_names, T=T, D=D, in_chans=in_chans,
+                         modality=modality, transform=transform, score_thresh=score_thresh,
+                         iou_thresh=iou_thresh, max_detections=max_detections)
+        self.scale, self.neuron_kind = scale, neuron
         make_neuron = partial(ILIFNode, max_level=D, detach_reset=True, step_mode="m", backend=neuron_backend,
                               **_NEURONS[neuron])
-        self.model, self._sources = _build_layers(scale, num_classes, T, make_neuron, in_channels)
-        self._save = {i for src in self._sources for i in src if i >= 0}
-        self.strides = self.model[-1].strides
-        self.transform = LetterboxTransform(img_size, stride=max(self.strides))
+        self.model, self._sources = _build_layers(scale, num_classes, T, make_neuron, in_chans)
+        self._saved = saved_layers(self._sources)
+        self.strides = tuple(int(s) for s in self.model[-1].strides)
         self.fused = False
 
-    def _check_input(self, images: torch.Tensor) -> None:
-        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-            raise TypeError(f"SpikeYOLO expects a float tensor, got {getattr(images, 'dtype', type(images))}")
-        if images.dim() not in (4, 5) or images.shape[-3] != self.in_channels:
-            c = self.in_channels
-            raise InvalidArgumentError(f"SpikeYOLO expects [B, {c}, H, W] or [T, B, {c}, H, W] input, got shape "
-                                       f"{tuple(images.shape)}")
-        if images.dim() == 5 and images.shape[0] != self.T:
-            raise InvalidArgumentError(f"event input has T={images.shape[0]} steps but the model was built with "
-                                       f"T={self.T}")
-        stride = max(self.strides)
-        if images.shape[-2] % stride or images.shape[-1] % stride:
-            raise InvalidArgumentError(f"input height and width must be multiples of {stride}, got "
-                                       f"{tuple(images.shape[-2:])}; letterbox with model.transform")
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        self._check_input(images)
-        functional.reset_net(self)
-        saved: dict[int, torch.Tensor] = {}
-        x = images
-        for i, (layer, src) in enumerate(zip(self.model, self._sources, strict=True)):
-            if src != (-1,):
-                x = [x if j == -1 else saved[j] for j in src]
-            x = layer(x)
-            if i in self._save:
-                saved[i] = x
-        functional.reset_net(self)  # as the authors (before and after): no state or graph outlives a call
-        return x
+    def forward_network(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return run_layers(self.model, self._sources, x, self._saved)
 
     def decode(self, maps: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw head maps -> ``(boxes [B, A, 4] xyxy in input pixels, class scores [B, A, nc])``."""
-        return decode_dfl_levels(maps, self.strides, self.num_classes, REG_MAX, integral=self.model[-1].dfl)
-
-    @torch.no_grad()
-    def predict(self, images: Sequence[torch.Tensor] | torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Detections per image: letterbox, forward, DFL decoding, class-aware NMS, boxes to original pixels.
-
-        A list of ``[C, H, W]`` images or a ``[B, C, H, W]`` batch is letterboxed by ``self.transform``;
-        an event tensor ``[T, B, C, H, W]`` must already have the network's size and is used as it is.
-        """
-        if isinstance(images, torch.Tensor) and images.dim() == 5:
-            batch, infos = images, None
-        else:
-            batch, infos = self.transform(images)
-        boxes, scores = self.decode(self(batch))
-        dets = [multiclass_nms(b, s, self.conf_thresh, self.iou_thresh, self.max_detections)
-                for b, s in zip(boxes, scores, strict=True)]
-        return dets if infos is None else self.transform.postprocess(dets, infos)
+        return decode_dfl_levels(maps, self.strides, self.num_classes, integral=self.model[-1].dfl)
 
     @torch.no_grad()
     def fuse(self) -> SpikeYOLO:
         """Fold RepConv, SepRepConv and every BatchNorm into single convolutions (eval mode only)."""
         if self.training:
-            raise RuntimeError("fuse() folds running BatchNorm statistics; call model.eval() first")
+            raise InvalidArgumentError("fuse() folds running BatchNorm statistics; call model.eval() first")
         if not self.fused:
             for module in list(self.modules()):
                 if isinstance(module, _Fusable):
@@ -633,35 +569,46 @@ class SpikeYOLO(nn.Module):
                 f"neuron={self.neuron_kind}, fused={self.fused}")
 
 
-def _create_spikeyolo(scale: str, neuron: str = "coco", **kwargs) -> SpikeYOLO:
+# Registered variant -> (scale, neuron): the one table of the family's variants (port/ derives from it).
+VARIANTS: dict[str, tuple[str, str]] = {
+    "spikeyolo_n": ("n", "coco"),
+    "spikeyolo_s": ("s", "coco"),
+    "spikeyolo_m": ("m", "coco"),
+    "spikeyolo_l": ("l", "coco"),
+    "spikeyolo_s_gen1": ("s", "gen1"),
+}
+
+
+def _create_spikeyolo(variant: str, **kwargs: Any) -> SpikeYOLO:
+    scale, neuron = VARIANTS[variant]
     return SpikeYOLO(scale=scale, neuron=neuron, **kwargs)
 
 
 @register_model
-def spikeyolo_n(**kwargs) -> SpikeYOLO:
+def spikeyolo_n(**kwargs: Any) -> SpikeYOLO:
     """SpikeYOLO-n, 13.3M parameters (COCO: T=1, D=4)."""
-    return _create_spikeyolo("n", **kwargs)
+    return _create_spikeyolo("spikeyolo_n", **kwargs)
 
 
 @register_model
-def spikeyolo_s(**kwargs) -> SpikeYOLO:
+def spikeyolo_s(**kwargs: Any) -> SpikeYOLO:
     """SpikeYOLO-s, 23.2M parameters (COCO: T=1, D=4)."""
-    return _create_spikeyolo("s", **kwargs)
+    return _create_spikeyolo("spikeyolo_s", **kwargs)
 
 
 @register_model
-def spikeyolo_m(**kwargs) -> SpikeYOLO:
+def spikeyolo_m(**kwargs: Any) -> SpikeYOLO:
     """SpikeYOLO-m, 47.8M parameters (COCO: T=1, D=4; layer 25 MLP ratio 2)."""
-    return _create_spikeyolo("m", **kwargs)
+    return _create_spikeyolo("spikeyolo_m", **kwargs)
 
 
 @register_model
-def spikeyolo_l(**kwargs) -> SpikeYOLO:
+def spikeyolo_l(**kwargs: Any) -> SpikeYOLO:
     """SpikeYOLO-l, 68.5M parameters, the paper's best COCO model (T=1, D=4; layer 25 MLP ratio 2)."""
-    return _create_spikeyolo("l", **kwargs)
+    return _create_spikeyolo("spikeyolo_l", **kwargs)
 
 
 @register_model
-def spikeyolo_s_gen1(**kwargs) -> SpikeYOLO:
+def spikeyolo_s_gen1(**kwargs: Any) -> SpikeYOLO:
     """SpikeYOLO-s for Prophesee Gen1 events: the Gen1 neuron (tau 2, decay_input), 2 classes, T=2, D=4."""
-    return _create_spikeyolo("s", neuron="gen1", **kwargs)
+    return _create_spikeyolo("spikeyolo_s_gen1", **kwargs)

@@ -1,4 +1,4 @@
-"""COCO detection: ``instances_*.json`` + an image folder, letterboxed as the YOLO families expect.
+"""COCO detection: ``instances_*.json`` + an image folder, as original images with their boxes.
 
 Category ids stay COCO's in the annotation file and in every result; :class:`CategoryMap` is the one place
 where they become contiguous class indices (for COCO 2017, the usual 80-class map ``COCO80_TO_COCO91``).
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,7 +17,6 @@ from torch.utils.data import Dataset
 from ..constants import COCO80_TO_COCO91
 from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
 from ..labels import load_coco_json
-from ..nn.transform import LetterboxInfo, letterbox
 
 __all__ = ["CategoryMap", "CocoDetection"]
 
@@ -65,22 +63,19 @@ class CategoryMap:
 
 
 class CocoDetection(Dataset):
-    """COCO images, letterboxed, with their boxes.
+    """COCO images with their boxes, in original pixels (each model's transform maps them into its input).
 
-    Each sample is ``(image, target)``: ``image`` a float ``[3, S, S]`` RGB tensor in [0, 1] after the
-    transform; ``target`` holds ``boxes`` (float32 ``[N, 4]`` xyxy in *original* pixels), ``input_boxes``
-    (the same boxes in the transformed image), ``labels`` (int64 class indices, see ``categories``),
-    ``category_ids`` (COCO's), ``iscrowd``, ``image_id``, ``orig_size`` ``(h, w)`` and ``letterbox`` (the
-    :class:`LetterboxInfo` that maps predictions back with ``nn.transform.unletterbox_boxes``).
+    Each sample is ``(image, target)``: ``image`` a uint8 ``[3, H, W]`` RGB tensor as decoded; ``target``
+    holds ``boxes`` (float32 ``[N, 4]`` xyxy in original pixels; zero-size boxes dropped), ``labels`` (int64
+    class indices, see ``categories``), ``category_ids`` (COCO's), ``iscrowd``, ``image_id`` and
+    ``orig_size`` ``(h, w)``.
 
     :param image_dir: the folder with the images named in ``file_name``.
     :param ann_file: the ``instances_*.json`` file.
-    :param img_size: the letterbox size (default transform only).
-    :param transform: ``image [3, H, W] float -> (image, LetterboxInfo)``; default: the models' letterbox.
     :param categories: a :class:`CategoryMap`; default: :meth:`CategoryMap.from_categories` of the file.
     :raises DataNotFoundError: the image folder or the annotation file does not exist.
     :raises DataFormatError: the annotation file is not valid COCO ground truth
-        (:func:`..eval.coco.check_coco_dict`: repeated ids, unknown images or categories, non-finite boxes),
+        (:func:`..labels.check_coco_dict`: repeated ids, unknown images or categories, non-finite boxes),
         or an image lacks its ``file_name``.
     :raises InvalidArgumentError: the annotations use categories that ``categories`` does not map.
     """
@@ -89,8 +84,6 @@ class CocoDetection(Dataset):
         self,
         image_dir: str | os.PathLike,
         ann_file: str | os.PathLike,
-        img_size: int = 640,
-        transform: Callable[[torch.Tensor], tuple[torch.Tensor, LetterboxInfo]] | None = None,
         categories: CategoryMap | None = None,
     ):
         self.image_dir = os.fspath(image_dir)
@@ -99,7 +92,6 @@ class CocoDetection(Dataset):
             raise DataNotFoundError(f"COCO image folder not found: {self.image_dir}")
         data = load_coco_json(self.ann_file)  # the metrics' validation: ids, references, finite boxes
         self.categories = categories or CategoryMap.from_categories(data["categories"])
-        self.transform = transform or partial(letterbox, new_shape=img_size)
         for i, im in enumerate(data["images"]):
             if not isinstance(im.get("file_name"), str):
                 raise DataFormatError(f"{self.ann_file}: images[{i}] (id {im['id']}) needs a string 'file_name'")
@@ -119,8 +111,7 @@ class CocoDetection(Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"CocoDetection(ann_file={self.ann_file!r}, images={len(self)}, classes={len(self.categories)}, "
-            f"transform={self.transform!r})"
+            f"CocoDetection(ann_file={self.ann_file!r}, images={len(self)}, classes={len(self.categories)})"
         )
 
     @property
@@ -135,7 +126,7 @@ class CocoDetection(Dataset):
             raise DataNotFoundError(f"image file not found: {path}")
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
-        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         info_json = self.images[index]
@@ -146,12 +137,8 @@ class CocoDetection(Dataset):
         ]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
-        image, info = self.transform(image)
-        left, top = info.pad
-        input_boxes = boxes * info.ratio + boxes.new_tensor([left, top, left, top])
         target = {
             "boxes": boxes,
-            "input_boxes": input_boxes,
             "labels": torch.tensor(
                 [self.categories.label(a["category_id"]) for a in anns], dtype=torch.int64
             ),
@@ -159,6 +146,5 @@ class CocoDetection(Dataset):
             "iscrowd": torch.tensor([int(a.get("iscrowd", 0)) for a in anns], dtype=torch.int64),
             "image_id": int(info_json["id"]),
             "orig_size": orig_size,
-            "letterbox": info,
         }
         return image, target

@@ -14,13 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..constants import GEN1_HEIGHT, GEN1_WIDTH
 from ..errors import DataNotFoundError, InvalidArgumentError
 from ..labels import authors_gen1_targets
 from .events import (
-    EMSYOLO_GEN1_GEOMETRY,
-    SPIKEYOLO_GEN1_GEOMETRY,
-    FrameGeometry,
     bin_edges,
     emsyolo_gen1_input,
     polarity_histogram,
@@ -37,24 +33,20 @@ def _histogram_input(events: np.ndarray, t_label: int, T: int, window_us: int) -
 
 @dataclass(frozen=True)
 class Representation:
-    """A named event-to-frame representation: ``make(events, t_label, T, window_us) -> [T, C, H, W]``."""
+    """A named event-to-frame representation: ``make(events, t_label, T, window_us) -> [T, C, H, W]`` at
+    sensor resolution (the model's transform maps it into network pixels)."""
 
     name: str
     make: Callable[..., torch.Tensor]
-    geometry: FrameGeometry
     default_T: int
     label_style: str  # whose label processing the targets follow (see authors_gen1_targets)
 
 
 REPRESENTATIONS: dict[str, Representation] = {
-    "spikeyolo": Representation("spikeyolo", spikeyolo_gen1_input, SPIKEYOLO_GEN1_GEOMETRY, 4, "spikeyolo"),
-    "emsyolo": Representation("emsyolo", emsyolo_gen1_input, EMSYOLO_GEN1_GEOMETRY, 5, "emsyolo"),
-    "emsyolo_head": Representation(
-        "emsyolo_head", partial(emsyolo_gen1_input, first_bin_only=True), EMSYOLO_GEN1_GEOMETRY, 5, "emsyolo"
-    ),
-    "histogram": Representation(
-        "histogram", _histogram_input, FrameGeometry((GEN1_HEIGHT, GEN1_WIDTH)), 5, "spikeyolo"
-    ),
+    "spikeyolo": Representation("spikeyolo", spikeyolo_gen1_input, 4, "spikeyolo"),
+    "emsyolo": Representation("emsyolo", emsyolo_gen1_input, 5, "emsyolo"),
+    "emsyolo_head": Representation("emsyolo_head", partial(emsyolo_gen1_input, first_bin_only=True), 5, "emsyolo"),
+    "histogram": Representation("histogram", _histogram_input, 5, "spikeyolo"),
 }
 
 
@@ -62,7 +54,7 @@ class Gen1Detection(Dataset):
     """Gen1 samples: ``(frames [T, C, H, W] float32, target)`` for each labelled timestamp.
 
     ``target`` holds ``boxes`` (float32 ``[N, 4]``, xyxy in *sensor* pixels, 304x240; map them to the network
-    input with ``dataset.geometry.to_input``), ``labels`` (int64, 0 car, 1 pedestrian), ``t`` (the label
+    input with the model's transform), ``labels`` (int64, 0 car, 1 pedestrian), ``t`` (the label
     timestamp, us), ``sequence`` (the recording's name) and ``image_id`` (index + 1). Boxes follow the
     representation's authors' label processing (:func:`..labels.authors_gen1_targets`); the raw labels of a
     recording, for the ``psee`` protocol, come from :meth:`raw_boxes`.
@@ -110,10 +102,6 @@ class Gen1Detection(Dataset):
             ends = np.r_[starts[1:], len(boxes)]
             self._samples.extend((seq, int(a), int(b)) for a, b in zip(starts, ends, strict=True))
         self._dat: dict[int, DatFile] = {}  # opened lazily, per worker process
-
-    @property
-    def geometry(self) -> FrameGeometry:
-        return self.representation.geometry
 
     def _dat_path(self, name: str) -> str:
         return os.path.join(self.folder, name + "_td.dat")

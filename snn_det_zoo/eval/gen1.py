@@ -159,14 +159,13 @@ def gen1_metrics(
 
 
 def predictions_to_boxes(
-    predictions: Sequence[Mapping], timestamps: Sequence[int], geometry=None
+    predictions: Sequence[Mapping], timestamps: Sequence[int]
 ) -> np.ndarray:
     """``model.predict`` outputs of one recording -> a ``BBOX_DTYPE`` array sorted by ``t``.
 
-    :param predictions: per sample, ``boxes`` ``[N, 4]`` xyxy, ``scores`` ``[N]``, ``labels`` ``[N]``.
+    :param predictions: per sample, ``boxes`` ``[N, 4]`` xyxy in sensor pixels (as ``predict`` returns them),
+        ``scores`` ``[N]``, ``labels`` ``[N]``.
     :param timestamps: per sample, the label time (us) the prediction is made for.
-    :param geometry: a :class:`..data.events.FrameGeometry` when the boxes are in network-input pixels (they
-        are mapped back to sensor pixels); ``None`` when they already are in sensor pixels.
     """
     if len(predictions) != len(timestamps):
         raise InvalidArgumentError(f"got {len(predictions)} predictions but {len(timestamps)} timestamps")
@@ -176,8 +175,6 @@ def predictions_to_boxes(
         if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):  # reshape would cut [N, 6] into boxes
             raise InvalidArgumentError(f"predictions[{k}]: boxes must have shape [N, 4], got {boxes.shape}")
         boxes = boxes.reshape(-1, 4)
-        if geometry is not None:
-            boxes = geometry.to_sensor(boxes)
         part = np.zeros(len(boxes), dtype=BBOX_DTYPE)
         part["t"] = int(ts)
         part["x"], part["y"] = boxes[:, 0], boxes[:, 1]

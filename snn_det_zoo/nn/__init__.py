@@ -1,25 +1,29 @@
-"""Shared layers and detection helpers: box formats and NMS, letterbox transform, DFL decoding, spike-input
-convolutions and BatchNorm folding."""
+"""Shared layers and detection helpers: the Detector contract, the transform and its box mapping, NMS, DFL and
+anchor decoding, the layer graph, spike-input convolutions, BatchNorm folding and layer geometry."""
 
-from .boxes import clip_boxes, multiclass_nms, xywh_to_xyxy, xyxy_to_xywh
-from .dfl import decode_dfl_levels, dfl_expectation, dist2bbox, make_anchors
+from .boxes import multiclass_nms
+from .detector import MODALITIES, Detector
+from .dfl import DFL, decode_dfl_levels, dist2bbox, make_anchors
+from .graph import Concat, run_layers
+from .layer_geometry import ConvGeometry
+from .mapping import BoxMapping
 from .spike_conv import SpikeInputConv2d, fuse_conv_bn
-from .transform import LETTERBOX_FILL, LetterboxInfo, LetterboxTransform, letterbox, unletterbox_boxes
+from .transform import LETTERBOX_FILL, LetterboxTransform
 
 __all__ = [
+    "DFL",
     "LETTERBOX_FILL",
-    "LetterboxInfo",
+    "MODALITIES",
+    "BoxMapping",
+    "Concat",
+    "ConvGeometry",
+    "Detector",
     "LetterboxTransform",
     "SpikeInputConv2d",
-    "clip_boxes",
     "decode_dfl_levels",
-    "dfl_expectation",
     "dist2bbox",
     "fuse_conv_bn",
-    "letterbox",
     "make_anchors",
     "multiclass_nms",
-    "unletterbox_boxes",
-    "xywh_to_xyxy",
-    "xyxy_to_xywh",
+    "run_layers",
 ]

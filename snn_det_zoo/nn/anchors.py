@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torchvision.ops import box_convert
 
 from ..errors import InvalidArgumentError
-from .boxes import xywh_to_xyxy
 
 __all__ = ["anchors_in_grid_units", "check_anchor_order", "decode_yolov5", "make_grid", "yolov5_detections"]
 
@@ -36,7 +36,8 @@ def make_grid(ny: int, nx: int, device: torch.device | None = None,
 
 def _as_anchor_tensor(anchors: Sequence[Sequence[float]] | torch.Tensor) -> torch.Tensor:
     """Anchors as a float tensor ``[levels, anchors per level, 2]`` from nested (w, h) pixel pairs."""
-    t = torch.as_tensor(anchors, dtype=torch.float32)
+    # On the CPU even under a meta-device context: the checks below need real numbers.
+    t = torch.as_tensor(anchors, dtype=torch.float32, device="cpu")
     if t.dim() == 2:  # the YAML layout: one flat row [w0, h0, w1, h1, ...] per level
         if t.shape[1] % 2:
             raise InvalidArgumentError(f"each anchor row must hold (w, h) pairs, got a row of {t.shape[1]} numbers")
@@ -54,7 +55,7 @@ def check_anchor_order(anchors_px: torch.Tensor, strides: Sequence[float]) -> No
     YOLOv5 silently flips a mis-ordered set; here a mis-ordered configuration is a user error.
     """
     areas = anchors_px.prod(-1).mean(-1)
-    stride_t = torch.as_tensor(list(strides), dtype=areas.dtype)
+    stride_t = torch.as_tensor(list(strides), dtype=areas.dtype, device=areas.device)
     if len(stride_t) != len(areas):
         raise InvalidArgumentError(f"got {len(areas)} anchor levels for {len(stride_t)} strides")
     if len(areas) > 1 and not bool(((areas[1:] - areas[:-1]) * (stride_t[1:] - stride_t[:-1]) > 0).all()):
@@ -66,7 +67,7 @@ def anchors_in_grid_units(anchors: Sequence[Sequence[float]] | torch.Tensor,
     """Pixel anchors (YAML rows or ``[levels, na, 2]``) -> ``[levels, na, 2]`` in grid units, checked."""
     anchors_px = _as_anchor_tensor(anchors)
     check_anchor_order(anchors_px, strides)
-    return anchors_px / torch.as_tensor(list(strides), dtype=torch.float32).view(-1, 1, 1)
+    return anchors_px / torch.as_tensor(list(strides), dtype=torch.float32, device=anchors_px.device).view(-1, 1, 1)
 
 
 def decode_yolov5(
@@ -101,4 +102,4 @@ def yolov5_detections(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """``[B, N, 5 + C]`` decoded -> (``[B, N, 4]`` xyxy boxes, ``[B, N, C]`` objectness * class scores)."""
     if decoded.dim() != 3 or decoded.shape[-1] < 6:
         raise InvalidArgumentError(f"decoded predictions must be [B, N, 5 + classes], got {tuple(decoded.shape)}")
-    return xywh_to_xyxy(decoded[..., :4]), decoded[..., 4:5] * decoded[..., 5:]
+    return box_convert(decoded[..., :4], "cxcywh", "xyxy"), decoded[..., 4:5] * decoded[..., 5:]

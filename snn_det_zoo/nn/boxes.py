@@ -1,7 +1,7 @@
-"""Box formats and class-aware non-maximum suppression, shared by every detector of the zoo.
+"""Class-aware non-maximum suppression, shared by every detector of the zoo.
 
-Boxes are ``[N, 4]`` float tensors: ``xyxy`` is (x1, y1, x2, y2) corners, ``xywh`` is (cx, cy, w, h) centre
-and size, both in pixels. :func:`multiclass_nms` follows the YOLO evaluation recipe (Ultralytics
+Boxes are ``[N, 4]`` xyxy float tensors in pixels (format conversions: ``torchvision.ops.box_convert``).
+:func:`multiclass_nms` follows the YOLO evaluation recipe (Ultralytics
 ``non_max_suppression``, which SpikeYOLO and EMS-YOLO evaluate with): a score threshold, optionally one
 candidate per (box, class) pair above it ("multi-label"), a cap on candidates before NMS, per-class NMS
 through ``torchvision.ops.batched_nms``, and a cap on the kept detections. Unlike Ultralytics there is no
@@ -15,12 +15,7 @@ from torchvision.ops import batched_nms
 
 from ..errors import InvalidArgumentError
 
-__all__ = [
-    "clip_boxes",
-    "multiclass_nms",
-    "xywh_to_xyxy",
-    "xyxy_to_xywh",
-]
+__all__ = ["multiclass_nms"]
 
 
 def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
@@ -28,30 +23,6 @@ def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
     if boxes.shape[-1:] != (4,):
         raise InvalidArgumentError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
-
-
-def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(cx, cy, w, h) -> (x1, y1, x2, y2), over the last dimension."""
-    _check_boxes(boxes)
-    centre, size = boxes[..., :2], boxes[..., 2:]
-    half = size / 2
-    return torch.cat((centre - half, centre + half), dim=-1)
-
-
-def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
-    """(x1, y1, x2, y2) -> (cx, cy, w, h), over the last dimension."""
-    _check_boxes(boxes)
-    top_left, bottom_right = boxes[..., :2], boxes[..., 2:]
-    return torch.cat(((top_left + bottom_right) / 2, bottom_right - top_left), dim=-1)
-
-
-def clip_boxes(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Clip xyxy boxes to an image of ``size = (height, width)``; returns a new tensor."""
-    _check_boxes(boxes)
-    height, width = size
-    x = boxes[..., 0::2].clamp(0, width)
-    y = boxes[..., 1::2].clamp(0, height)
-    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
 def _empty_detections(boxes: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -9,14 +9,14 @@ minus left/top and anchor plus right/bottom, times the stride.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["DFL_OFFSET", "decode_dfl_levels", "dfl_expectation", "dist2bbox", "make_anchors"]
+__all__ = ["DFL", "DFL_OFFSET", "decode_dfl_levels", "dist2bbox", "make_anchors"]
 
 DFL_OFFSET = 0.5  # anchor points sit at cell centres
 
@@ -53,27 +53,36 @@ def dist2bbox(
     return torch.cat((x1y1, x2y2), dim)
 
 
-def dfl_expectation(box_logits: torch.Tensor, reg_max: int = 16) -> torch.Tensor:
-    """``[B, 4*reg_max, A]`` logits -> ``[B, 4, A]`` expected distances (softmax over the reg_max bins)."""
-    batch, channels, anchors = box_logits.shape
-    if channels != 4 * reg_max:
-        raise InvalidArgumentError(f"box logits need 4*reg_max={4 * reg_max} channels, got {channels}")
-    prob = box_logits.view(batch, 4, reg_max, anchors).softmax(2)
-    bins = torch.arange(reg_max, device=box_logits.device, dtype=prob.dtype).view(1, 1, reg_max, 1)
-    return (prob * bins).sum(2)
+class DFL(nn.Module):
+    """The DFL integral as Ultralytics (and SpikeYOLO's checkpoints) store it: a frozen 1x1 conv whose weights
+    are the bins 0..reg_max-1, applied to the softmax of each side's logits."""
+
+    def __init__(self, reg_max: int = 16) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.arange(reg_max, dtype=torch.float).view(1, reg_max, 1, 1))
+        self.c1 = reg_max
+
+    def forward(self, box_logits: torch.Tensor) -> torch.Tensor:
+        """``[B, 4*reg_max, A]`` logits -> ``[B, 4, A]`` expected distances."""
+        batch, channels, anchors = box_logits.shape
+        if channels != 4 * self.c1:
+            raise InvalidArgumentError(f"box logits need 4*reg_max={4 * self.c1} channels, got {channels}")
+        prob = box_logits.view(batch, 4, self.c1, anchors).transpose(2, 1).softmax(1)
+        return self.conv(prob).view(batch, 4, anchors)
 
 
 def decode_dfl_levels(
-    maps: Sequence[torch.Tensor], strides: Sequence[float], num_classes: int, reg_max: int = 16,
-    integral: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    maps: Sequence[torch.Tensor], strides: Sequence[float], num_classes: int, integral: DFL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode raw head maps ``[B, 4*reg_max + C, H_i, W_i]`` into xyxy boxes and class probabilities.
 
-    ``integral`` maps ``[B, 4*reg_max, A]`` logits to ``[B, 4, A]`` distances (default
-    :func:`dfl_expectation`; a model may pass its own stored DFL module).
+    ``integral`` is the head's :class:`DFL`: ``[B, 4*reg_max, A]`` logits to ``[B, 4, A]`` distances.
 
     Returns ``(boxes [B, A, 4] in input pixels, scores [B, A, C] after sigmoid)`` with ``A = sum H_i W_i``.
     """
+    reg_max = integral.c1
     expected = 4 * reg_max + num_classes
     for i, m in enumerate(maps):
         if m.dim() != 4 or m.shape[1] != expected:
@@ -83,7 +92,6 @@ def decode_dfl_levels(
     box_logits, cls_logits = flat.split((4 * reg_max, num_classes), 1)
     sizes = [tuple(m.shape[-2:]) for m in maps]
     anchors, stride = make_anchors(sizes, strides, device=flat.device, dtype=flat.dtype)
-    integral = integral or partial(dfl_expectation, reg_max=reg_max)
     distances = integral(box_logits)  # [B, 4, A]
     boxes = dist2bbox(distances, anchors.T.unsqueeze(0), xywh=False, dim=1) * stride.T.unsqueeze(0)
     return boxes.transpose(1, 2).reshape(batch, -1, 4), cls_logits.sigmoid().transpose(1, 2)

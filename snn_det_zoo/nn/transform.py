@@ -1,43 +1,48 @@
-"""Letterbox pre-processing and the inverse mapping of boxes, shaped after torchvision's detection transform.
+"""The authors' pre-processing, owned by the model: resize and letterbox into network pixels, and back.
 
-The YOLO families of the zoo are trained and evaluated on Ultralytics-letterboxed images: resize with the
-aspect ratio kept so the image fits ``img_size``, then pad with grey 114 (out of 255) to ``img_size``
-(``auto=False``) or only to the next multiple of ``stride`` (``auto=True``, Ultralytics' minimum
-rectangle), the image centred. Pixel values are RGB floats in [0, 1] (the ``/255`` of Ultralytics).
-:meth:`LetterboxTransform.postprocess` maps boxes from the padded input back to each original image, as
-Ultralytics' ``scale_boxes`` with the recorded ratio and padding does.
+Detections depend on the exact input pixels (a held-out run found that a float-resized, square-padded input
+kept only 1 of the authors' 8 detections on a real image at full size, while their own letterboxed tensor gave
+8 of 8), so each family's transform reproduces its authors' evaluation pipeline step for step:
 
-Differences to Ultralytics, on purpose: resizing is bilinear on floats (``torch`` rather than cv2 on uint8,
-so values differ by at most the uint8 rounding); a batch of letterboxed images of unequal shapes is padded
-at the bottom and right (with the same grey) to the largest, which leaves box coordinates unchanged.
+- **Ultralytics 8.0 validation** (SpikeYOLO, COCO): ``load_image`` resizes the long side to ``img_size``
+  (``min(ceil(w * r), img_size)``, OpenCV bilinear on uint8), then ``LetterBox(scaleup=False)`` pads the image
+  centred to its rectangular validation shape ``ceil([h/w, 1] * img_size / stride + 0.5) * stride`` (the
+  ``rect`` batches with ``pad=0.5``, for a batch of one image) with grey 114.
+- **YOLOv5 validation** (EMS-YOLO, COCO): the same, except ``load_image`` truncates (``int(w * r)``) and
+  shrinks with OpenCV's ``INTER_AREA``.
+- **Gen1 frames**: SpikeYOLO resizes the long side to 320 and pads to 320x320 (``padding="square"``); EMS-YOLO
+  stretches every bin to 320x320 (``resize="stretch"``, ``padding="none"``).
+- **Prediction on arbitrary images** (``padding="auto"``, ``resize="fit"``): Ultralytics' and YOLOv5's
+  predictor letterbox, padded only to the next multiple of ``stride``.
+
+Pixels are resized on uint8 exactly as OpenCV does (:mod:`.resize`; OpenCV where installed, an exact NumPy
+fallback otherwise): float inputs in [0, 1] are read as ``round(x * 255)``, which is lossless for images that
+came from uint8. ``backend="float"`` keeps a float path (torch bilinear, no rounding) for inputs that are not
+8-bit images, such as event-count histograms. Every input gets a :class:`~.mapping.BoxMapping`: the only code
+that maps boxes between original and network pixels.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from .boxes import clip_boxes
+from .mapping import BoxMapping
+from .resize import resize_u8
 
-__all__ = ["LETTERBOX_FILL", "LetterboxInfo", "LetterboxTransform", "letterbox", "unletterbox_boxes"]
+__all__ = ["BACKENDS", "LETTERBOX_FILL", "PADDINGS", "RESIZES", "LetterboxTransform"]
 
-LETTERBOX_FILL = 114.0 / 255.0  # Ultralytics pads uint8 images with 114 before dividing by 255
-
-
-@dataclass(frozen=True)
-class LetterboxInfo:
-    """How one image was letterboxed: enough to map boxes back to its original pixels."""
-
-    original_size: tuple[int, int]  # (height, width) of the input image
-    resized_size: tuple[int, int]  # (height, width) after resizing, before padding
-    ratio: float  # the resize gain (Ultralytics' r)
-    pad: tuple[int, int]  # (left, top) padding in pixels
-    padded_size: tuple[int, int]  # (height, width) of this image after padding
+LETTERBOX_FILL = 114  # Ultralytics' and YOLOv5's grey border, in uint8
+RESIZES = ("long_side", "fit", "stretch")
+PADDINGS = ("rect", "square", "auto", "none")
+BACKENDS = ("exact", "float")
+_RECT_PAD = 0.5  # the validators' rect batches: shapes rounded up with half a stride to spare
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -48,128 +53,179 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-def _check_image(image: torch.Tensor, index: int | None = None) -> None:
-    where = "image" if index is None else f"image {index}"
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{where} must be a torch.Tensor [C, H, W], got {type(image).__name__}")
-    if not image.is_floating_point():
-        raise TypeError(f"{where} must be a float tensor with values in [0, 1], got dtype {image.dtype} "
-                        "(divide uint8 images by 255)")
-    if image.dim() != 3:
-        raise InvalidArgumentError(f"{where} must have shape [C, H, W], got {tuple(image.shape)}")
+def _choice(value: str, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise InvalidArgumentError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
-def letterbox(
-    image: torch.Tensor,
-    new_shape: int | Sequence[int] = 640,
-    stride: int = 32,
-    auto: bool = False,
-    scaleup: bool = True,
-    fill: float = LETTERBOX_FILL,
-) -> tuple[torch.Tensor, LetterboxInfo]:
-    """Letterbox one float ``[C, H, W]`` image in [0, 1] as Ultralytics' ``LetterBox`` does.
-
-    Args:
-        image: the image, RGB, float in [0, 1].
-        new_shape: the target size (an int for a square, or (height, width)).
-        stride: with ``auto``, pad only up to a multiple of this.
-        auto: minimum-rectangle padding (predict mode) instead of padding to ``new_shape``.
-        scaleup: allow enlarging small images (the COCO validator sets False).
-        fill: the padding value (grey 114/255).
-
-    Returns:
-        The padded image and the :class:`LetterboxInfo` that :func:`unletterbox_boxes` needs.
-    """
-    _check_image(image)
-    target_h, target_w = _pair(new_shape, "new_shape")
-    height, width = image.shape[-2:]
-    ratio = min(target_h / height, target_w / width)
-    if not scaleup:
-        ratio = min(ratio, 1.0)
-    new_w, new_h = round(width * ratio), round(height * ratio)
-    dw, dh = target_w - new_w, target_h - new_h
-    if auto:
-        dw, dh = dw % stride, dh % stride
-    if (new_h, new_w) != (height, width):
-        image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
-    # Ultralytics splits odd padding as round(d/2 - 0.1) before and round(d/2 + 0.1) after.
-    top, bottom = round(dh / 2 - 0.1), round(dh / 2 + 0.1)
-    left, right = round(dw / 2 - 0.1), round(dw / 2 + 0.1)
-    padded = F.pad(image, (left, right, top, bottom), value=fill)
-    info = LetterboxInfo((height, width), (new_h, new_w), ratio, (left, top), tuple(padded.shape[-2:]))
-    return padded, info
+def _split(total: float) -> tuple[int, int]:
+    """Ultralytics / YOLOv5 split odd padding as ``round(d/2 - 0.1)`` before, ``round(d/2 + 0.1)`` after."""
+    half = total / 2
+    return round(half - 0.1), round(half + 0.1)
 
 
-def unletterbox_boxes(boxes: torch.Tensor, info: LetterboxInfo, clip: bool = True) -> torch.Tensor:
-    """Map xyxy boxes in letterboxed pixels back to the original image's pixels."""
-    left, top = info.pad
-    offset = boxes.new_tensor([left, top, left, top])
-    out = (boxes - offset) / info.ratio
-    return clip_boxes(out, info.original_size) if clip else out
+def rect_shape(height: int, width: int, img_size: int, stride: int) -> tuple[int, int]:
+    """The validators' rectangular input shape for one image of ``(height, width)`` (``set_rectangle``)."""
+    ar = height / width
+    shape = [ar, 1.0] if ar < 1 else [1.0, 1.0 / ar] if ar > 1 else [1.0, 1.0]
+    out = np.ceil(np.array(shape) * img_size / stride + _RECT_PAD).astype(int) * stride
+    return int(out[0]), int(out[1])
 
 
 class LetterboxTransform(nn.Module):
-    """The model-owned pre- and post-processing of the YOLO families (like torchvision's detection transform).
-
-    ``transform(images)`` takes a list of float ``[C, H, W]`` images in [0, 1] of any sizes (or a
-    ``[B, C, H, W]`` batch) and returns ``(batch [B, C, H', W'], infos)``; ``transform.postprocess(dets,
-    infos)`` maps each image's ``{"boxes", ...}`` back to its original pixels.
+    """Images ``[C, H, W]`` or frame stacks ``[T, C, H, W]`` of any size -> network inputs and box mappings.
 
     Args:
-        img_size: the letterbox size (int or (height, width)); SpikeYOLO uses 640 on COCO, 320 on Gen1.
+        img_size: the target size: an int (the long side, or a square) or ``(height, width)``.
         stride: the network's largest stride; padded sizes are multiples of it.
-        auto: pad each image only to its minimum stride-multiple rectangle.
-        scaleup: allow enlarging images smaller than ``img_size``.
-        fill: the padding value.
+        resize: ``"long_side"`` (the validators' ``load_image``), ``"fit"`` (the predictors' letterbox
+            resize, ``round(w * r)``) or ``"stretch"`` (to ``img_size`` exactly, aspect ratio not kept).
+        rounding: how ``long_side`` rounds the short side: ``"ceil"`` (Ultralytics) or ``"floor"`` (YOLOv5).
+        downscale: the interpolation when ``long_side`` shrinks: ``"linear"`` (Ultralytics) or ``"area"``
+            (YOLOv5's ``INTER_AREA``); enlarging is always bilinear.
+        padding: ``"rect"`` (the validators' rectangular shape), ``"square"`` (to ``img_size``), ``"auto"``
+            (to the next multiple of ``stride``) or ``"none"``.
+        scaleup: whether the letterbox step may enlarge (``fit``, ``square``); the validators do not.
+        fill: the border value, uint8.
+        backend: ``"exact"`` (uint8 pixels, as OpenCV) or ``"float"`` (torch bilinear on floats).
+
+    ``transform(inputs)`` returns ``(tensors, mappings)``: one float32 network input per item (values in
+    [0, 1] for the exact backend) and its :class:`BoxMapping`.
     """
 
     def __init__(
         self,
         img_size: int | Sequence[int] = 640,
         stride: int = 32,
-        auto: bool = False,
-        scaleup: bool = True,
-        fill: float = LETTERBOX_FILL,
+        *,
+        resize: str = "long_side",
+        rounding: str = "ceil",
+        downscale: str = "linear",
+        padding: str = "rect",
+        scaleup: bool = False,
+        fill: int = LETTERBOX_FILL,
+        backend: str = "exact",
     ) -> None:
         super().__init__()
         self.img_size = _pair(img_size, "img_size")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise InvalidArgumentError(f"stride must be a positive int, got {stride!r}")
-        if not auto and any(s % stride for s in self.img_size):
+        self.stride = stride
+        self.resize = _choice(resize, "resize", RESIZES)
+        self.rounding = _choice(rounding, "rounding", ("ceil", "floor"))
+        self.downscale = _choice(downscale, "downscale", ("linear", "area"))
+        self.padding = _choice(padding, "padding", PADDINGS)
+        self.backend = _choice(backend, "backend", BACKENDS)
+        if not isinstance(fill, int) or not 0 <= fill <= 255:
+            raise InvalidArgumentError(f"fill must be a uint8 value, got {fill!r}")
+        self.scaleup, self.fill = bool(scaleup), fill
+        if self.padding in ("square", "none") and any(s % stride for s in self.img_size):
             raise InvalidArgumentError(f"img_size {self.img_size} must be a multiple of stride {stride}")
-        self.stride, self.auto, self.scaleup, self.fill = stride, bool(auto), bool(scaleup), float(fill)
 
-    def forward(
-        self, images: Sequence[torch.Tensor] | torch.Tensor
-    ) -> tuple[torch.Tensor, list[LetterboxInfo]]:
-        if isinstance(images, torch.Tensor):
-            if images.dim() != 4:
-                raise InvalidArgumentError(f"a batch of images must be [B, C, H, W], got {tuple(images.shape)}")
-            images = list(images)
-        if not isinstance(images, Sequence) or len(images) == 0:
-            raise InvalidArgumentError("images must be a non-empty list of [C, H, W] tensors or a [B, C, H, W] tensor")
-        for i, image in enumerate(images):
-            _check_image(image, i)
-        boxed = [self.letterbox_one(im) for im in images]
-        height = max(im.shape[-2] for im, _ in boxed)
-        width = max(im.shape[-1] for im, _ in boxed)
-        batch = torch.stack([
-            F.pad(im, (0, width - im.shape[-1], 0, height - im.shape[-2]), value=self.fill) for im, _ in boxed
-        ])
-        return batch, [info for _, info in boxed]
+    # -- geometry ---------------------------------------------------------------------------------------------
+    def _resized_size(self, height: int, width: int) -> tuple[tuple[int, int], str]:
+        """Size after the resize step and its interpolation."""
+        target_h, target_w = self.img_size
+        if self.resize == "stretch":
+            return (target_h, target_w), "linear"
+        if self.resize == "fit":
+            r = min(target_h / height, target_w / width)
+            r = r if self.scaleup else min(r, 1.0)
+            return (round(height * r), round(width * r)), "linear"
+        side = max(self.img_size)
+        r = side / max(height, width)
+        if r == 1:
+            return (height, width), "linear"
+        rnd = math.ceil if self.rounding == "ceil" else int
+        size = (min(rnd(height * r), side), min(rnd(width * r), side))
+        return size, "area" if self.downscale == "area" and r < 1 else "linear"
 
-    def letterbox_one(self, image: torch.Tensor) -> tuple[torch.Tensor, LetterboxInfo]:
-        """Letterbox one image with this transform's settings."""
-        return letterbox(image, self.img_size, self.stride, self.auto, self.scaleup, self.fill)
+    def _padded_size(self, original: tuple[int, int], resized: tuple[int, int]) -> tuple[tuple[int, int],
+                                                                                       tuple[int, int]]:
+        """``(size of the image inside the input, input size)`` after the letterbox step."""
+        h, w = resized
+        if self.padding == "none":
+            return resized, resized
+        if self.padding == "auto":
+            return resized, (h + (-h) % self.stride, w + (-w) % self.stride)
+        target = rect_shape(*original, max(self.img_size), self.stride) if self.padding == "rect" else \
+            self.img_size
+        r = min(target[0] / h, target[1] / w)
+        if not self.scaleup or self.padding == "rect":
+            r = min(r, 1.0)
+        inner = (round(h * r), round(w * r)) if r != 1 else resized
+        return inner, target
 
-    def postprocess(self, detections: list[dict[str, torch.Tensor]],
-                    infos: Sequence[LetterboxInfo]) -> list[dict[str, torch.Tensor]]:
-        """Map each detection dict's ``boxes`` back to the original image (other entries are kept)."""
-        if len(detections) != len(infos):
-            raise InvalidArgumentError(f"got {len(detections)} detection dicts for {len(infos)} images")
-        pairs = zip(detections, infos, strict=True)
-        return [{**det, "boxes": unletterbox_boxes(det["boxes"], info)} for det, info in pairs]
+    def mapping(self, height: int, width: int) -> BoxMapping:
+        """The box mapping of an input of ``(height, width)``, without computing its pixels."""
+        return self._plan(height, width)[-1]
+
+    def _plan(self, height: int, width: int) -> tuple[tuple[int, int], str, tuple[int, int], BoxMapping]:
+        resized, interpolation = self._resized_size(height, width)
+        inner, target = self._padded_size((height, width), resized)
+        top, _ = _split(target[0] - inner[0])
+        left, _ = _split(target[1] - inner[1])
+        mapping = BoxMapping((height, width), target, (inner[1] / width, inner[0] / height),
+                             (float(left), float(top)))
+        return resized, interpolation, inner, mapping
+
+    # -- pixels -----------------------------------------------------------------------------------------------
+    def _pixels(self, planes: np.ndarray | torch.Tensor, resized: tuple[int, int], interpolation: str,
+                inner: tuple[int, int], mapping: BoxMapping) -> torch.Tensor:
+        target = mapping.input_size
+        top, bottom = _split(target[0] - inner[0])
+        left, right = _split(target[1] - inner[1])
+        if self.backend == "float":
+            x = planes
+            for size in (resized, inner):
+                if tuple(x.shape[-2:]) != size:
+                    x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+            return F.pad(x, (left, right, top, bottom), value=self.fill / 255.0)
+        x = planes
+        if tuple(x.shape[-2:]) != resized:
+            x = resize_u8(x, resized, interpolation)
+        if tuple(x.shape[-2:]) != inner:  # the letterbox's own resize (rare: an image larger than its shape)
+            x = resize_u8(x, inner, "linear")
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right)), constant_values=self.fill)
+        return torch.from_numpy(x).to(torch.float32).div_(255.0)
+
+    def _planes(self, item: torch.Tensor, index: int) -> np.ndarray | torch.Tensor:
+        """``[..., H, W]`` as the backend's planes: uint8 NumPy (exact) or float32 torch (float)."""
+        if not isinstance(item, torch.Tensor) or item.dim() not in (3, 4):
+            shape = tuple(item.shape) if isinstance(item, torch.Tensor) else type(item).__name__
+            raise InvalidArgumentError(f"input {index} must be an image [C, H, W] or frames [T, C, H, W] tensor, "
+                                       f"got {shape}")
+        if item.shape[-1] < 1 or item.shape[-2] < 1:
+            raise InvalidArgumentError(f"input {index} is empty: shape {tuple(item.shape)}")
+        if item.dtype == torch.uint8:
+            data = item.detach().cpu()
+            return data.reshape(-1, *data.shape[-2:]).numpy() if self.backend == "exact" else \
+                data.float().div(255.0).reshape(-1, *data.shape[-2:])
+        if not item.is_floating_point():
+            raise InvalidArgumentError(f"input {index} must be uint8 or float in [0, 1], got {item.dtype}")
+        data = item.detach().cpu().float()
+        if self.backend == "float":
+            return data.reshape(-1, *data.shape[-2:])
+        if data.numel() and (data.min() < 0 or data.max() > 1):
+            raise InvalidArgumentError(f"input {index} has values outside [0, 1] (min {float(data.min()):.3g}, "
+                                       f"max {float(data.max()):.3g}); pass uint8, divide by 255, or build the "
+                                       "model with transform backend 'float'")
+        return data.mul(255.0).round_().to(torch.uint8).reshape(-1, *data.shape[-2:]).numpy()
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[BoxMapping]]:
+        if isinstance(inputs, torch.Tensor) or not isinstance(inputs, Sequence) or not len(inputs):
+            raise InvalidArgumentError("inputs must be a non-empty list of [C, H, W] or [T, C, H, W] tensors")
+        tensors, mappings = [], []
+        for index, item in enumerate(inputs):
+            planes = self._planes(item, index)
+            resized, interpolation, inner, mapping = self._plan(*item.shape[-2:])
+            pixels = self._pixels(planes, resized, interpolation, inner, mapping)
+            tensors.append(pixels.reshape(*item.shape[:-2], *pixels.shape[-2:]))
+            mappings.append(mapping)
+        return tensors, mappings
 
     def extra_repr(self) -> str:
-        return (f"img_size={self.img_size}, stride={self.stride}, auto={self.auto}, scaleup={self.scaleup}, "
-                f"fill={self.fill:.4f}")
+        return (f"img_size={self.img_size}, stride={self.stride}, resize={self.resize}, rounding={self.rounding}, "
+                f"downscale={self.downscale}, padding={self.padding}, scaleup={self.scaleup}, fill={self.fill}, "
+                f"backend={self.backend}")

@@ -17,23 +17,16 @@ from typing import Any
 
 import torch
 
+from ..archs.ems_yolo import VARIANTS
 from ..errors import CheckpointFormatError
 from .checkpoint import AuthorCheckpoint
+from .formats import register_format
 from .keymap import import_authors_checkpoint
 
 __all__ = ["ems_yolo_variant", "import_ems_yolo"]
 
-# The authors' YAML file (= our configuration table) -> registered variant.
-_VARIANTS = {
-    "res10-ee": "ems_yolo_res10",
-    "res18-ee": "ems_yolo_res18",
-    "res34-ee": "ems_yolo_res34",
-    "resnet10": "ems_yolo_resnet10",
-    "resnet18": "ems_yolo_resnet18",
-    "resnet34": "ems_yolo_resnet34",
-    "resnet34-cat": "ems_yolo_resnet34_cat",
-    "res18-sew": "ems_yolo_res18_sew",
-}
+# The authors' YAML file (= our configuration table) -> registered variant, from the family's own table.
+_VARIANTS = {config: name for name, config in VARIANTS.items()}
 # Rows whose YAML arguments are not block shapes (upsampling mode, concat dim, nc/anchors).
 _ARGLESS = {"Sample", "Concat", "Detect"}
 # Renames from the authors' keys to ours (none: the re-implementation keeps their names).
@@ -80,6 +73,7 @@ def ems_yolo_variant(ckpt: AuthorCheckpoint) -> tuple[str, dict[str, Any]]:
     return _VARIANTS[config], facts
 
 
+@register_format("yolov5-pickle", family="ems_yolo")
 def import_ems_yolo(path: str | os.PathLike[str]) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
     """Read an authors' EMS-YOLO checkpoint: ``(state dict with our keys, FP32; card of what was found)``.
 

@@ -7,28 +7,21 @@ family, or a zoo safetensors file) and, when known, its sha256. The result is wr
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import InvalidArgumentError, WeightsNotFoundError
-from .ems_yolo import import_ems_yolo
+from ..hub import load_state_dict_file, save_weights, verify_sha256
+from ..registry import family_of, model_info, split_model_name
+from .formats import weights_format
 from .keymap import map_state_dict, model_shapes
-from .spikeyolo import import_spikeyolo
 
-__all__ = ["add_import_command", "convert_file", "import_weights"]
-
-Importer = Callable[[str | os.PathLike[str]], tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]]
-# family -> (the card format of its authors' releases, the importer).
-_IMPORTERS: dict[str, tuple[str, Importer]] = {
-    "spikeyolo": ("ultralytics-pickle", import_spikeyolo),
-    "ems_yolo": ("yolov5-pickle", import_ems_yolo),
-}
+__all__ = ["convert_file", "import_weights"]
 
 
 def convert_file(
@@ -42,8 +35,6 @@ def convert_file(
         HashMismatchError: the entry states a sha256 and the file has another.
         ValueError: wrong format for the family, or the file holds another variant (the message names it).
     """
-    from ..hub import load_state_dict_file, verify_sha256
-    from ..registry import family_of, model_info
 
     path = Path(path)
     if not path.is_file():
@@ -55,12 +46,7 @@ def convert_file(
     if fmt == "safetensors":
         state_dict = load_state_dict_file(path)
     else:
-        family = family_of(arch)
-        expected_fmt, importer = _IMPORTERS.get(family, (None, None))
-        if importer is None or expected_fmt != fmt:
-            raise InvalidArgumentError(f"weights {arch}.{tag} have format {fmt!r}, which no importer of the "
-                                       f"{family!r} family reads (importers: {sorted(_IMPORTERS)})")
-        state_dict, checkpoint = importer(path)
+        state_dict, checkpoint = weights_format(fmt, family_of(arch)).importer(path)
         if checkpoint["variant"] != arch:
             found = checkpoint["variant"]
             raise InvalidArgumentError(f"{path} holds a {found} checkpoint, not {arch}; import it as {found}.<tag>")
@@ -74,8 +60,6 @@ def convert_file(
 
 def import_weights(name: str, path: str | os.PathLike[str]) -> Path:
     """Convert ``path`` for ``name`` (``arch.tag``) and store it in the weights cache; returns the file."""
-    from ..hub import save_weights
-    from ..registry import model_info, split_model_name
 
     arch, tag = split_model_name(name)
     if tag is None:
@@ -84,18 +68,3 @@ def import_weights(name: str, path: str | os.PathLike[str]) -> Path:
     entry = model_info(name)["weights"][tag]
     state_dict, record = convert_file(arch, tag, path, entry)
     return save_weights(arch, tag, state_dict, record)
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    out = import_weights(args.name, args.path)
-    print(f"imported {args.name} -> {out}")
-    return 0
-
-
-def add_import_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``import-weights NAME PATH`` on the CLI's subparsers."""
-    p = sub.add_parser("import-weights", help="convert an authors' checkpoint (or a safetensors file) into "
-                       "the weights cache as NAME = arch.tag")
-    p.add_argument("name", help="arch.tag, e.g. spikeyolo_s.coco_official")
-    p.add_argument("path", help="the downloaded checkpoint file")
-    p.set_defaults(func=_cmd_import)

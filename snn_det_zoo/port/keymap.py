@@ -9,11 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
+from .. import archs  # noqa: F401  (registers every family, for build_model)
 from ..errors import KeyMapError
+from ..registry import build_model
 from .checkpoint import AuthorCheckpoint, load_checkpoint
 
-__all__ = ["KeyMapError", "map_state_dict", "model_shapes"]
+__all__ = ["KeyMapError", "load_state_dict_strict", "map_state_dict", "model_shapes"]
 
 
 def _listing(title: str, items: Sequence[str], limit: int = 40) -> str:
@@ -72,14 +75,18 @@ def model_shapes(arch: str, **overrides: object) -> OrderedDict[str, torch.Size]
     Built on the meta device (no memory, no init cost) when the builder allows it; builders that probe with
     real numbers (``.item()``) are built on the CPU instead.
     """
-    from ..registry import create_model
-
     try:
         with torch.device("meta"):
-            model = create_model(arch, **overrides)
+            model = build_model(arch, **overrides)
     except (RuntimeError, NotImplementedError):
-        model = create_model(arch, **overrides)
+        model = build_model(arch, **overrides)
     return OrderedDict((k, v.shape) for k, v in model.state_dict().items())
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(strict=True)``, with one error listing missing, unexpected, misshapen keys."""
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    model.load_state_dict(map_state_dict(state_dict, shapes, what=f"weights file {source}"), strict=True)
 
 
 def import_authors_checkpoint(

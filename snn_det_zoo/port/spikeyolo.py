@@ -24,20 +24,23 @@ from typing import Any
 
 import torch
 
+from ..archs.spikeyolo import _SCALES, VARIANTS
 from ..errors import CheckpointFormatError
 from .checkpoint import AuthorCheckpoint
+from .formats import register_format
 from .keymap import import_authors_checkpoint
 
 __all__ = ["import_spikeyolo", "spikeyolo_variant"]
 
-# (depth multiple, width multiple, layer-25 MLP ratio) of the authors' snn_yolov8.yaml -> our variant.
-_COCO_VARIANTS = {
-    (0.33, 0.375, 1): "spikeyolo_n",
-    (0.33, 0.5, 1): "spikeyolo_s",
-    (0.5, 0.625, 2): "spikeyolo_m",
-    (0.5, 0.75, 2): "spikeyolo_l",
-}
-_GEN1_VARIANTS = {(0.33, 0.5, 1): "spikeyolo_s_gen1"}
+# (depth multiple, width multiple, layer-25 MLP ratio) of the authors' snn_yolov8.yaml -> our variant, derived
+# from the family's own tables (archs/spikeyolo.py), split by neuron (the COCO and the Gen1 code bases).
+def _variant_table(neuron: str) -> dict[tuple[float, float, int], str]:
+    return {(_SCALES[scale][0], _SCALES[scale][1], _SCALES[scale][3]): name
+            for name, (scale, kind) in VARIANTS.items() if kind == neuron}
+
+
+_COCO_VARIANTS = _variant_table("coco")
+_GEN1_VARIANTS = _variant_table("gen1")
 _LAYER25 = 25  # the P5 output block, MS_ConvBlock [ratio, 7]
 _NUM_LAYERS = 27
 # The Gen1 repository kept Ultralytics' stock YOLOv8 scales table (n width 0.25); the COCO one has 0.375.
@@ -87,6 +90,7 @@ def spikeyolo_variant(ckpt: AuthorCheckpoint) -> tuple[str, dict[str, Any]]:
     return variant, facts
 
 
+@register_format("ultralytics-pickle", family="spikeyolo")
 def import_spikeyolo(path: str | os.PathLike[str]) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
     """Read an authors' SpikeYOLO checkpoint: ``(state dict with our keys, FP32; card of what was found)``.
 

@@ -5,7 +5,7 @@ card's citation and confidence), put what this project measures beside it, the d
 
 - parameters are always measured: the model is built with its parameters on the meta device (no memory, no
   initialisation) and counted;
-- mAP and energy are measured with the benchmark harness (:func:`snn_det_zoo.harness.run`) only when the data
+- mAP and energy are measured with the benchmark (:func:`snn_det_zoo.bench.run`) only when the data
   set is given (``--coco DIR``, ``--gen1 DIR``) and the variant's weights are in the local cache; otherwise
   the row says which data, where, and which weights (with the import command) it needs.
 
@@ -16,25 +16,27 @@ name both protocols in their note. Gen1 rows are measured under the paper's own 
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import csv
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
 
-from ._atomic import atomic_open
-from .errors import DataNotFoundError, InvalidArgumentError
+from .._atomic import atomic_open
+from .._cards import variant_cards
+from ..errors import InvalidArgumentError
 
-__all__ = ["PAPERS", "TOLERANCES", "PaperRow", "count_parameters", "paper_table", "to_markdown", "write_csv"]
+__all__ = ["TOLERANCES", "PaperRow", "count_parameters", "paper_table", "papers", "to_markdown", "write_csv"]
 
-# Paper name on the command line -> the model-card family that records its tables.
-PAPERS = {"spikeyolo": "spikeyolo", "ems_yolo": "ems_yolo"}
+
+def papers() -> list[str]:
+    """The papers whose tables the catalog records: one per family card (``models/<family>.yaml``)."""
+    return sorted({card.family for card in variant_cards().values()})
+
 
 # (kind, amount): "abs" in the quantity's unit, "rel" a fraction of the paper's value. Parameter counts are
 # integers and must be equal; mAP within half a point (papers print one decimal); energy within 10 % (it
@@ -93,32 +95,12 @@ def _describe_tolerance(quantity: str) -> str:
     return f"±{amount:g} points" if _UNITS[quantity] == "%" else f"±{amount:g} {_UNITS[quantity]}"
 
 
-@contextlib.contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Create every parameter on the meta device (no memory, no initialisation); buffers stay real.
-
-    Only parameters move because some builders compute with their buffers (EMS-YOLO checks its anchors),
-    which a global ``torch.device("meta")`` would refuse.
-    """
-    register = nn.Module.register_parameter
-
-    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
-        register(module, name, param)
-
-    nn.Module.register_parameter = register_on_meta  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = register  # type: ignore[method-assign]
-
-
 def count_parameters(name: str, **overrides: Any) -> int:
-    """Parameters of the registered model ``name`` (card defaults plus ``overrides``), built on meta."""
-    from .registry import create_model
+    """Parameters of the registered model ``name`` (card defaults plus ``overrides``), built on the meta
+    device: shapes only, no memory and no initialisation."""
+    from ..factory import create_model
 
-    with _parameters_on_meta():
+    with torch.device("meta"):
         model = create_model(name, **overrides)
     return sum(p.numel() for p in model.parameters())
 
@@ -144,8 +126,8 @@ class _Measurements:
         return self._done[key]
 
     def _measure(self, model: str, dataset: str, protocol: str, T: str, D: str) -> tuple[dict[str, str] | None, str]:
-        from .hub import read_cached_card
-        from .registry import model_info
+        from ..hub import read_cached_card
+        from ..registry import model_info
 
         if dataset not in _DATA:
             return None, f"not measured: this project has no loader for dataset {dataset!r}"
@@ -168,7 +150,7 @@ class _Measurements:
         model_args = {k: int(v) for k, v in (("T", T), ("D", D)) if v and str(defaults.get(k)) != v}
         data_args: dict[str, Any] = {"gen1_root": root} if harness_dataset == "gen1" else {
             "coco_root": Path(root) / "val2017", "coco_ann": Path(root) / "annotations" / "instances_val2017.json"}
-        measure = self.measure or _harness_run
+        measure = self.measure or _bench_run
         row = measure(f"{model}.{tag}", harness_dataset, pretrained=True, protocol=measured_protocol,
                       model_args=model_args, **data_args, **self.run_kwargs)
         note = f"measured: protocol {measured_protocol}"
@@ -179,8 +161,8 @@ class _Measurements:
         return row, note
 
 
-def _harness_run(*args: Any, **kwargs: Any) -> dict[str, str] | None:
-    from .harness import run
+def _bench_run(*args: Any, **kwargs: Any) -> dict[str, str] | None:
+    from .runner import run
 
     return run(*args, **kwargs)
 
@@ -193,22 +175,21 @@ def paper_table(
     measure: Measure | None = None,
     **run_kwargs: Any,
 ) -> list[PaperRow]:
-    """Every number the model cards record for ``paper`` (see :data:`PAPERS`) beside this code's.
+    """Every number the model cards record for ``paper`` (see :func:`papers`) beside this code's.
 
     :param coco: COCO root with ``val2017/`` and ``annotations/instances_val2017.json``.
     :param gen1: Gen1 root with ``test/``.
-    :param measure: the measuring function (default :func:`snn_det_zoo.harness.run`); tests pass a stand-in.
+    :param measure: the measuring function (default :func:`snn_det_zoo.bench.run`); tests pass a stand-in.
     :param run_kwargs: passed to it (``device``, ``batch_size``, ``limit``, ``results_dir``, ``progress``...).
     """
-    from . import _cards
-    from .results import paper_rows
+    from .rows import paper_rows
 
-    if paper not in PAPERS:
-        raise InvalidArgumentError(f"unknown paper {paper!r}; choose from {', '.join(sorted(PAPERS))}")
-    family = PAPERS[paper]
+    if paper not in papers():
+        raise InvalidArgumentError(f"unknown paper {paper!r}; choose from {', '.join(papers())}")
+    family = paper
     run_kwargs.setdefault("results_dir", None)
     measurements = _Measurements(coco, gen1, measure, run_kwargs)
-    cards = {name: card for name, card in _cards.variant_cards().items() if card.family == family}
+    cards = {name: card for name, card in variant_cards().items() if card.family == family}
     rows = []
     for name, card in sorted(cards.items()):
         origin = card.family_data["origin"]
@@ -295,35 +276,3 @@ def write_csv(path: str | os.PathLike[str], rows: list[PaperRow]) -> Path:
             writer.writerow({**asdict(row), "measured": "" if row.measured is None else row.measured,
                              "difference": "" if difference is None or math.isnan(difference) else difference})
     return path
-
-
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    for option, root in (("--coco", args.coco), ("--gen1", args.gen1)):
-        if root is not None and not Path(root).is_dir():
-            raise DataNotFoundError(f"{option} {root}: no such directory")
-    rows = paper_table(args.paper, coco=args.coco, gen1=args.gen1, device=args.device,
-                       batch_size=args.batch_size, limit=args.limit, progress=not args.quiet,
-                       results_dir=args.results)
-    print(to_markdown(args.paper, rows), end="")
-    if args.csv:
-        print(f"wrote {write_csv(args.csv, rows)}")
-    return 0
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``snn-det-zoo reproduce``."""
-    import torch
-
-    p = sub.add_parser("reproduce", help="a paper's table rows (params, mAP, energy) against this code's")
-    p.add_argument("paper", choices=sorted(PAPERS))
-    p.add_argument("--coco", default=None, metavar="DIR",
-                   help="COCO root holding val2017/ and annotations/instances_val2017.json")
-    p.add_argument("--gen1", default=None, metavar="DIR", help="Prophesee Gen1 root holding test/")
-    p.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV")
-    p.add_argument("--results", default=None, metavar="DIR",
-                   help="append the measured result rows to DIR/results-*.csv (default: not saved)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_reproduce)

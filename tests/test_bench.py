@@ -1,4 +1,5 @@
-"""The benchmark harness on built-in synthetic data: metrics, energy, rows, the CLI, a 2-process DDP run."""
+"""The benchmark on built-in synthetic data and tiny real-format files: tracks, the loop, metrics, energy, rows,
+the CLI, a 2-process DDP run."""
 
 from __future__ import annotations
 
@@ -10,29 +11,30 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from snn_det_zoo import _cards, registry
+from snn_det_zoo import _cards
 from snn_det_zoo.archs.spikeyolo import SpikeYOLO
+from snn_det_zoo.bench import evaluate
+from snn_det_zoo.bench.rows import read_rows, results_path
+from snn_det_zoo.bench.tracks import CocoTrack, Gen1Track, SyntheticTrack, make_track
 from snn_det_zoo.cli import main
-from snn_det_zoo.data.synthetic import SyntheticShapes
-from snn_det_zoo.harness import evaluate, make_dataset
-from snn_det_zoo.results import read_rows, results_path
+from snn_det_zoo.errors import InvalidArgumentError
 
 
 class _Oracle(nn.Module):
     """Predicts each image's ground truth (looked up by the image's pixels), through one real conv."""
 
-    T, D = 1, 1
+    T, D = 1, None
 
-    def __init__(self, dataset: SyntheticShapes) -> None:
+    def __init__(self, track: SyntheticTrack) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 1, 1)
-        self.truth = {dataset[i][0].sum().item(): dataset.target(i) for i in range(len(dataset))}
+        self.truth = {track[i][0].sum().item(): track.data.target(i) for i in range(len(track))}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.conv(images)
 
-    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        self(images)
+    def predict(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        self(torch.stack(images))
         out = []
         for image in images:
             target = self.truth[image.sum().item()]
@@ -42,8 +44,8 @@ class _Oracle(nn.Module):
 
 
 def test_oracle_scores_ap_100_and_its_stem_is_counted_as_macs():
-    data = SyntheticShapes(6, image_size=32, seed=5)
-    out = evaluate(_Oracle(data), data, batch_size=4, progress=False, timing_batches=1)
+    data = SyntheticTrack("synthetic-shapes", 6, image_size=32, seed=5)
+    out = evaluate(_Oracle(data), data, batch_size=4, progress=False, timing_s=0.05)
     assert out["stats"]["AP"] == pytest.approx(1.0) and out["samples"] == 6
     (layer,) = out["energy"].layers
     assert layer.input_kind == "real" and layer.mac_ops == 32 * 32 * 3  # 1x1 conv 3->1 per image
@@ -51,8 +53,8 @@ def test_oracle_scores_ap_100_and_its_stem_is_counted_as_macs():
 
 
 def test_limit_evaluates_only_the_first_samples():
-    data = SyntheticShapes(6, image_size=32, seed=5)
-    out = evaluate(_Oracle(data), data, batch_size=4, limit=3, progress=False, timing_batches=1)
+    data = SyntheticTrack("synthetic-shapes", 6, image_size=32, seed=5)
+    out = evaluate(_Oracle(data), data, batch_size=4, limit=3, progress=False, timing_s=0.05)
     assert out["samples"] == 3 and out["energy"].samples == 3
     assert out["stats"]["AP"] == pytest.approx(1.0)  # the ground truth is cut to the same 3 images
 
@@ -60,8 +62,8 @@ def test_limit_evaluates_only_the_first_samples():
 def test_spikeyolo_unfused_counts_the_authors_layers_spike_inputs_everywhere_but_the_stem():
     torch.manual_seed(0)
     model = SpikeYOLO("n", num_classes=3, img_size=32)
-    data = make_dataset("synthetic-shapes", num_samples=2, image_size=32)
-    out = evaluate(model, data, batch_size=2, progress=False, timing_batches=1)
+    data = make_track("synthetic-shapes", model, num_samples=2, image_size=32)
+    out = evaluate(model, data, batch_size=2, progress=False, timing_s=0.05)
     kinds = {layer.name: layer.input_kind for layer in out["energy"].layers}
     # 88 spike-input convs (the rows of the authors' power_cal.xlsx), the real-valued stem, and the DFL
     # integral of the box decoder (a fixed conv on softmax outputs).
@@ -73,24 +75,26 @@ def test_spikeyolo_unfused_counts_the_authors_layers_spike_inputs_everywhere_but
 
 def test_event_frames_run_with_time_first_batches():
     torch.manual_seed(0)
-    model = SpikeYOLO("n", num_classes=3, img_size=32, T=2, neuron="gen1")
-    data = make_dataset("synthetic-events", num_samples=3, image_size=32, T=2)
-    out = evaluate(model, data, batch_size=2, progress=False, timing_batches=1, fuse=False)
+    model = SpikeYOLO("n", num_classes=3, img_size=32, T=2, neuron="gen1", modality="events")
+    data = make_track("synthetic-events", model, num_samples=3, image_size=32)
+    out = evaluate(model, data, batch_size=2, progress=False, timing_s=0.05, fuse=False)
     assert out["energy"].samples == 3 and out["T"] == 2
     stem = out["energy"].layers[0]
     assert stem.input_kind == "real"  # grey 0.5 frames are not spike counts
 
 
 def test_bad_evaluate_arguments():
-    data = SyntheticShapes(2, image_size=32)
-    with pytest.raises(ValueError, match="precision"):
+    data = SyntheticTrack("synthetic-shapes", 2, image_size=32)
+    with pytest.raises(InvalidArgumentError, match="precision"):
         evaluate(_Oracle(data), data, precision="int4")
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(InvalidArgumentError, match="limit"):
         evaluate(_Oracle(data), data, limit=0)
-    with pytest.raises(TypeError, match="coco_ground_truth"):
+    with pytest.raises(InvalidArgumentError, match="score"):
         evaluate(_Oracle(data), [(torch.zeros(3, 8, 8), {})])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown dataset"):
-        make_dataset("coco")
+    with pytest.raises(InvalidArgumentError, match="unknown synthetic set"):
+        SyntheticTrack("coco")
+    with pytest.raises(InvalidArgumentError, match="--coco-root"):
+        make_track("coco", _Oracle(data))
 
 
 def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, monkeypatch, capsys):
@@ -99,7 +103,8 @@ def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, m
     card = _cards.VariantCard(name="spikeyolo_n", family="spikeyolo", card_path="x.yaml",
                               data={"description": "d", "num_params": 1, "defaults": {"T": 1, "D": 4}},
                               family_data=family)
-    monkeypatch.setattr(registry, "variant_cards", lambda: {"spikeyolo_n": card})
+    monkeypatch.setattr(_cards, "variant_cards", lambda: {"spikeyolo_n": card})
+    monkeypatch.setattr("snn_det_zoo.registry.variant_cards", lambda: {"spikeyolo_n": card})
     args = ["bench", "spikeyolo_n", "--num-samples", "2", "--batch-size", "2", "--image-size", "32",
             "--results", str(tmp_path), "--quiet", "--device", "cpu", "--fuse"]
     assert main(args) == 0
@@ -109,7 +114,7 @@ def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, m
     params = sum(p.numel() for p in SpikeYOLO("n", 3).parameters())
     assert float(row["params_m"]) == pytest.approx(params / 1e6, rel=1e-5)
     assert float(row["energy_mj"]) > 0 and row["energy_constants"] == "E_AC=0.9pJ E_MAC=4.6pJ (45nm)"
-    assert "fused" in row["notes"] and row["torch"] == torch.__version__
+    assert "fused" in row["notes"] and "randomly initialised" in row["notes"] and row["torch"] == torch.__version__
     assert (tmp_path / "energy" / "spikeyolo_n-synthetic-shapes-coco.csv").exists()
     assert "AP=" in capsys.readouterr().out
 
@@ -120,8 +125,8 @@ def _ddp_worker(rank: int, world: int, port: int, queue) -> None:  # pragma: no 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        data = SyntheticShapes(5, image_size=32, seed=9)
-        out = evaluate(_Oracle(data), data, batch_size=2, progress=False, timing_batches=1)
+        data = SyntheticTrack("synthetic-shapes", 5, image_size=32, seed=9)
+        out = evaluate(_Oracle(data), data, batch_size=2, progress=False, timing_s=0.05)
         queue.put((rank, out["stats"], out["energy"].samples if out["energy"] else None))
     finally:
         dist.destroy_process_group()
@@ -145,86 +150,73 @@ def test_ddp_two_ranks_gather_on_rank_0():
 
 # ---------------------------------------------------------------- real-format datasets (tiny files)
 
-def _coco_files(tmp_path):
-    from test_data_coco import write_case  # the COCO data tests' writer of a real-format case
-
+def _coco_files(tmp_path, coco_case):
     annotations = [
         {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600, "iscrowd": 0},
         {"id": 2, "image_id": 7, "category_id": 90, "bbox": [40, 10, 30, 25], "area": 750, "iscrowd": 0},
         {"id": 3, "image_id": 9, "category_id": 13, "bbox": [2, 4, 12, 20], "area": 240, "iscrowd": 0},
     ]
-    return write_case(tmp_path, annotations=annotations)
+    return coco_case(tmp_path, annotations=annotations)
 
 
-def test_coco_track_scores_ground_truth_in_letterboxed_pixels_at_ap_1(tmp_path):
-    from snn_det_zoo.harness import CocoTrack
-
-    images_dir, ann_file = _coco_files(tmp_path)
-    data = CocoTrack(images_dir, ann_file, img_size=64)
+def test_coco_track_scores_ground_truth_in_original_pixels_at_ap_1(tmp_path, coco_case):
+    images_dir, ann_file = _coco_files(tmp_path, coco_case)
+    data = CocoTrack(images_dir, ann_file)
     assert (data.name, data.split, len(data)) == ("coco-val2017", "val2017", 2)
     predictions, targets = [], []
     for i in range(len(data)):
         image, target = data[i]
-        full = data.data[i][1]
-        assert image.shape == (3, 64, 64)
-        predictions.append({"boxes": full["input_boxes"], "labels": full["labels"],
-                            "scores": torch.ones(len(full["labels"]))})
+        assert image.dtype == torch.uint8 and tuple(image.shape[-2:]) == target["orig_size"]
+        predictions.append({"boxes": target["boxes"], "labels": target["labels"],
+                            "scores": torch.ones(len(target["labels"]))})
         targets.append(target)
     assert data.score(predictions, targets)["AP"] == pytest.approx(1.0)
-    predictions[0]["boxes"] = predictions[0]["boxes"] + 6  # off by 6 input pixels: no longer perfect
+    predictions[0]["boxes"] = predictions[0]["boxes"] + 6  # off by 6 pixels: no longer perfect
     assert data.score(predictions, targets)["AP"] < 1.0
 
 
-def test_cli_bench_on_coco_files_names_dataset_split_and_protocol(tmp_path, capsys):
-    images_dir, ann_file = _coco_files(tmp_path)
+def test_cli_bench_on_coco_files_names_dataset_split_and_protocol(tmp_path, capsys, coco_case):
+    images_dir, ann_file = _coco_files(tmp_path, coco_case)
     args = ["bench", "spikeyolo_n", "--dataset", "coco", "--coco-root", str(images_dir), "--coco-ann",
             str(ann_file), "--model-arg", "img_size=64", "--batch-size", "2", "--results", str(tmp_path / "r"),
             "--quiet", "--device", "cpu"]
     assert main(args) == 0
     (row,) = read_rows(results_path("coco-val2017", "coco", tmp_path / "r"))
-    assert (row["dataset"], row["split"], row["protocol"], row["samples"], row["input_size"]) == (
-        "coco-val2017", "val2017", "coco", "2", "64")
-    assert float(row["energy_mj"]) > 0 and row["notes"] == ""  # unfused by default
+    assert (row["dataset"], row["split"], row["protocol"], row["samples"]) == (
+        "coco-val2017", "val2017", "coco", "2")
+    assert float(row["energy_mj"]) > 0 and "fused" not in row["notes"]  # unfused by default
     assert main(["bench", "spikeyolo_n", "--dataset", "coco", "--quiet"]) == 2  # no files given
     assert "--coco-root" in capsys.readouterr().err
 
 
-def test_gen1_track_protocols_differ_on_the_same_predictions(tmp_path):
-    from test_data_gen1 import make_split  # the Gen1 data tests' writer of a real-format split
-
-    from snn_det_zoo.harness import Gen1Track
-
-    make_split(tmp_path)
+def test_gen1_track_protocols_differ_on_the_same_predictions(tmp_path, gen1_split):
+    gen1_split(tmp_path)
     scores = {}
     for protocol in ("frames", "psee"):
         data = Gen1Track(tmp_path, protocol, representation="spikeyolo", T=2)
         predictions, targets = [], []
         for i in range(len(data)):
             frames, target = data[i]
-            full = data.data[i][1]
-            assert frames.shape == (2, 3, 320, 320) and set(target) == {"image_id", "t", "sequence"}
-            predictions.append({"boxes": data.data.geometry.to_input(full["boxes"]), "labels": full["labels"],
-                                "scores": torch.ones(len(full["labels"]))})
+            assert frames.shape == (2, 3, 240, 304)  # sensor pixels: the model's transform does the rest
+            predictions.append({"boxes": target["boxes"], "labels": target["labels"],
+                                "scores": torch.ones(len(target["labels"]))})
             targets.append(target)
         scores[protocol] = data.score(predictions, targets)["AP"]
     # The authors' targets are the frames protocol's ground truth; psee keeps the duplicate raw box of track 1.
     assert scores["frames"] == pytest.approx(1.0) and scores["psee"] < 1.0
-    with pytest.raises(ValueError, match="psee or frames"):
+    with pytest.raises(InvalidArgumentError, match="psee or frames"):
         Gen1Track(tmp_path, "coco")
 
 
-def test_cli_bench_on_gen1_files_under_each_protocol(tmp_path):
-    from test_data_gen1 import make_split
-
-    make_split(tmp_path / "gen1")
+def test_cli_bench_on_gen1_files_under_each_protocol(tmp_path, gen1_split):
+    gen1_split(tmp_path / "gen1")
     for protocol in ("frames", "psee"):
-        args = ["bench", "spikeyolo_n", "--dataset", "gen1", "--gen1-root", str(tmp_path / "gen1"),
-                "--protocol", protocol, "--model-arg", "num_classes=2", "--model-arg", "T=2", "--model-arg",
-                "img_size=320", "--model-arg", "neuron=gen1", "--limit", "2", "--batch-size", "2",
+        args = ["bench", "spikeyolo_s_gen1", "--dataset", "gen1", "--gen1-root", str(tmp_path / "gen1"),
+                "--protocol", protocol, "--model-arg", "img_size=64", "--limit", "2", "--batch-size", "2",
                 "--results", str(tmp_path / "r"), "--quiet", "--device", "cpu"]
         assert main(args) == 0
         (row,) = read_rows(results_path("gen1", protocol, tmp_path / "r"))
         assert (row["dataset"], row["split"], row["protocol"], row["T"], row["samples"], row["input_size"]) == (
-            "gen1", "test", protocol, "2", "2", "320x320")
+            "gen1", "test", protocol, "2", "2", "240x304")
     assert main(["bench", "spikeyolo_n", "--dataset", "synthetic-shapes", "--protocol", "psee",
                  "--no-save", "--quiet"]) == 2

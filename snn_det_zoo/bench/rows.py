@@ -34,10 +34,10 @@ try:
 except ImportError:  # not on Windows: appends there are atomic but not locked against each other
     fcntl = None
 
-from ._atomic import writable_folder, write_csv_atomic
-from .constants import COCO_STAT_KEYS
-from .errors import InvalidArgumentError, ResultsFormatError
-from .hub import zoo_home
+from .._atomic import writable_folder, write_csv_atomic
+from ..constants import COCO_STAT_KEYS
+from ..errors import InvalidArgumentError, ResultsFormatError
+from ..hub import zoo_home
 
 __all__ = [
     "COLUMNS",
@@ -210,7 +210,7 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]])
 
 def paper_rows() -> list[dict[str, str]]:
     """One ``source=paper`` row per paper-reported metric entry of the model cards."""
-    from ._cards import variant_cards
+    from .._cards import variant_cards
 
     rows = []
     for name, card in sorted(variant_cards().items()):

@@ -1,0 +1,163 @@
+"""One benchmark run: model x weights x track x protocol -> one result row (``snn-det-zoo bench MODEL``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._atomic import writable_folder
+from ..energy import EnergyConstants, EnergyReport
+from ..errors import InvalidArgumentError
+from .loop import check_eval_args, evaluate
+from .rows import append_rows, check_results_file, make_row, results_path
+from .tracks import SYNTHETIC_DATASETS, check_protocol, make_track
+
+__all__ = ["parse_model_args", "run"]
+
+
+def _weights_sha256(name: str, pretrained: bool, checkpoint_path: str | os.PathLike[str] | None) -> str:
+    """The sha256 of the weights file the model was loaded from ('' for random initialisation)."""
+    from ..hub import read_cached_card, sha256_file
+    from ..registry import model_info, split_model_name
+
+    if checkpoint_path is not None:
+        return sha256_file(checkpoint_path)
+    if not pretrained:
+        return ""
+    arch, tag = split_model_name(name)
+    tag = tag or model_info(arch).get("default_tag")
+    card = read_cached_card(arch, tag) or {}
+    return card.get("sha256") or (model_info(arch)["weights"].get(tag) or {}).get("sha256") or ""
+
+
+def _init_distributed(device: str) -> None:
+    """Join the process group torchrun describes in the environment (once)."""
+    import torch.distributed as dist
+
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def run(
+    name: str,
+    dataset: str = "synthetic-shapes",
+    *,
+    pretrained: bool = False,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    protocol: str | None = None,
+    split: str | None = None,
+    num_samples: int = 64,
+    image_size: int = 64,
+    seed: int = 0,
+    coco_root: str | os.PathLike[str] | None = None,
+    coco_ann: str | os.PathLike[str] | None = None,
+    gen1_root: str | os.PathLike[str] | None = None,
+    results_dir: str | os.PathLike[str] | None = None,
+    constants: EnergyConstants | None = None,
+    model_args: dict[str, Any] | None = None,
+    notes: str = "",
+    **eval_kwargs: Any,
+) -> dict[str, str] | None:
+    """Build ``name`` (``arch`` or ``arch.tag``), evaluate it and return its result row (rank 0; else None).
+
+    ``dataset`` is one of :data:`~.tracks.DATASETS`; ``protocol`` one of its protocols (default: the first).
+    ``coco`` needs ``coco_root`` (image folder) and ``coco_ann``; ``gen1`` needs ``gen1_root`` and reads
+    ``split`` (default ``test``) in the model family's representation with the model's T. Weights:
+    ``pretrained`` (the card's) or ``checkpoint_path`` (a file of the user's); otherwise the network is
+    randomly initialised and the row says so. With ``results_dir`` the row is appended to
+    ``results-<dataset>-<protocol>.csv`` there and the per-layer energy goes to
+    ``energy/<model>-<dataset>-<protocol>.csv`` beside it; without it nothing is written.
+
+    Every argument, the row's settings and the results file are checked before anything is evaluated, so a
+    mistake costs seconds, not an evaluation.
+    """
+    from .. import __version__
+    from ..factory import create_model
+    from ..registry import family_of, split_model_name
+
+    protocol = check_protocol(dataset, protocol)
+    check_eval_args(**eval_kwargs)
+    if pretrained and checkpoint_path is not None:
+        raise InvalidArgumentError("give the card's weights (pretrained) or a file (checkpoint_path), not both")
+    _init_distributed(str(eval_kwargs.get("device", "cpu")))
+    args = dict(model_args or {})
+    if dataset in SYNTHETIC_DATASETS:
+        args.setdefault("img_size", image_size)
+        if not pretrained and checkpoint_path is None:
+            args.setdefault("num_classes", 3)  # the synthetic sets' three shape classes
+            args.setdefault("class_names", "shapes")
+    model = create_model(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **args)
+    arch, tag = split_model_name(name)
+    track = make_track(dataset, model, protocol=protocol, split=split, num_samples=num_samples,
+                       image_size=image_size, seed=seed, coco_root=coco_root, coco_ann=coco_ann,
+                       gen1_root=gen1_root)
+    limit = eval_kwargs.get("limit")
+    fused = bool(eval_kwargs.get("fuse")) and callable(getattr(model, "fuse", None))
+    weights = "" if not pretrained else (tag or model.weights_tag or "")
+    random_init = not pretrained and checkpoint_path is None
+    settings: dict[str, Any] = dict(
+        model=arch,
+        tag=weights if checkpoint_path is None else f"file:{Path(checkpoint_path).name}",
+        family=family_of(arch),
+        weights_sha256=_weights_sha256(name, pretrained, checkpoint_path),
+        dataset=track.name,
+        split=track.split,
+        protocol=protocol,
+        T=int(model.T),
+        D=int(model.D or 1),
+        input_size=track.input_size(),
+        samples=len(track) if limit is None else min(limit, len(track)),
+        batch=eval_kwargs.get("batch_size", 8),
+        precision=eval_kwargs.get("precision", "fp32"),
+        torch=torch.__version__,
+        zoo_version=__version__,
+        source="measured",
+        notes="; ".join(filter(None, ["randomly initialised (no weights)" if random_init else "",
+                                      "re-parameterised blocks fused" if fused else "", notes])),
+    )
+    make_row(**settings)  # a setting the row cannot hold fails now
+    if results_dir is not None:
+        rows_file = check_results_file(results_path(track.name, protocol, results_dir))
+        energy_file = writable_folder(Path(results_dir) / "energy") / f"{name}-{track.name}-{protocol}.csv"
+    out = evaluate(model, track, constants=constants, **eval_kwargs)
+    if out["stats"] is None:
+        return None
+    energy: EnergyReport = out["energy"]
+    stats = {k: 100 * v for k, v in out["stats"].items() if v >= 0}  # -1: nothing to measure
+    row = make_row(**{
+        **settings,
+        **stats,
+        "samples": out["samples"],
+        "params_m": out["params"] / 1e6,
+        "gmacs": energy.dense_macs / 1e9,
+        "gsops": energy.synaptic_ops / 1e9,
+        "energy_mj": energy.energy_mj,
+        "energy_constants": energy.constants.describe(),
+        "firing_rate": energy.firing_rate,
+        "images_per_s": out["images_per_s"],
+        "latency_ms": out["latency_ms"],
+        "device": out["device"],
+    })
+    if results_dir is not None:
+        append_rows(rows_file, [row])
+        energy.to_csv(energy_file)
+    return row
+
+
+def parse_model_args(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (``--model-arg``) -> builder arguments, values read as YAML (ints, floats, lists)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"--model-arg expects KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
