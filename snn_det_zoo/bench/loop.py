@@ -108,7 +108,7 @@ def evaluate(
 
     Energy is counted as the authors count it whether or not the model is fused: a re-parameterisable block
     (SpikeYOLO's RepConv, SepRepConv) is one convolution on its spike input (``fused_conv_geometry()``).
-    With ``fuse``, a model that has a ``fuse()`` method runs as the folded inference network instead.
+    With ``fuse``, the model runs as its folded inference network (``Detector.fuse``) instead.
     """
     from tqdm import tqdm
 
@@ -122,7 +122,7 @@ def evaluate(
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     model = model.eval().to(device)
     params = sum(p.numel() for p in model.parameters())  # as published, before any folding
-    if fuse and callable(getattr(model, "fuse", None)):
+    if fuse:
         model.fuse()
     T, D = int(model.T), int(model.D or 1)
     meter = EnergyMeter(model, T=T, D=D, constants=constants)

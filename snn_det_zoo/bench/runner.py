@@ -11,6 +11,7 @@ import torch
 from .._atomic import writable_folder
 from ..energy import EnergyConstants, EnergyReport
 from ..errors import InvalidArgumentError
+from ..nn.detector import Detector
 from .loop import check_eval_args, evaluate
 from .rows import append_rows, check_results_file, make_row, results_path
 from .tracks import SYNTHETIC_DATASETS, check_protocol, make_track
@@ -98,7 +99,7 @@ def run(
                        image_size=image_size, seed=seed, coco_root=coco_root, coco_ann=coco_ann,
                        gen1_root=gen1_root)
     limit = eval_kwargs.get("limit")
-    fused = bool(eval_kwargs.get("fuse")) and callable(getattr(model, "fuse", None))
+    fused = bool(eval_kwargs.get("fuse")) and type(model).fuse is not Detector.fuse
     weights = "" if not pretrained else (tag or model.weights_tag or "")
     random_init = not pretrained and checkpoint_path is None
     settings: dict[str, Any] = dict(

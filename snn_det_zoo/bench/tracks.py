@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import InvalidArgumentError
+from ..nn.detector import Detector
 
 __all__ = ["DATASETS", "PROTOCOLS", "SYNTHETIC_DATASETS", "CocoTrack", "Gen1Track", "SyntheticTrack", "Track",
            "check_protocol", "collate", "make_track"]
@@ -160,7 +161,7 @@ class Gen1Track(Track):
 
 def make_track(
     dataset: str,
-    model: torch.nn.Module,
+    model: Detector,
     *,
     protocol: str | None = None,
     split: str | None = None,
@@ -182,10 +183,10 @@ def make_track(
         if gen1_root is None:
             raise InvalidArgumentError("--dataset gen1 needs --gen1-root DIR (the folder holding train/, val/, "
                                        "test/)")
-        representation = getattr(model, "event_representation", None)
+        representation = model.event_representation
         if representation is None:
             raise InvalidArgumentError(f"{type(model).__name__} names no Gen1 representation "
                                        "(event_representation)")
-        return Gen1Track(gen1_root, protocol, split or "test", representation, T=int(getattr(model, "T", 1)))
-    return SyntheticTrack(dataset, num_samples=num_samples, image_size=image_size, T=getattr(model, "T", 2),
+        return Gen1Track(gen1_root, protocol, split or "test", representation, T=model.T)
+    return SyntheticTrack(dataset, num_samples=num_samples, image_size=image_size, T=model.T,
                           seed=seed, split=split or "val")

@@ -62,6 +62,7 @@ class Detector(nn.Module):
 
     multi_label: bool = True
     event_representation: str | None = None
+    fused: bool = False  # whether fuse() folded re-parameterisable blocks into single convolutions
 
     def __init__(
         self,
@@ -100,6 +101,11 @@ class Detector(nn.Module):
     def decode(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw head outputs -> ``(boxes [B, A, 4] xyxy in input pixels, class scores [B, A, num_classes])``."""
         raise NotImplementedError
+
+    def fuse(self) -> Detector:
+        """Fold what the family can fold for inference (BatchNorm, re-parameterisable blocks); by default
+        there is nothing to fold and the model is returned as it is."""
+        return self
 
     # -- the contract -----------------------------------------------------------------------------------------
     def check_input(self, x: object) -> None:
