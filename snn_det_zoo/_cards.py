@@ -19,7 +19,7 @@ import yaml
 
 from .errors import CardError
 
-__all__ = ["CardError", "card_files", "load_cards", "variant_cards"]
+__all__ = ["CardError", "card_files", "catalog_file", "load_cards", "variant_cards"]
 
 _FAMILY_KEYS = {"family": True, "title": True, "paper": True, "origin": True, "notes": False, "variants": True}
 _PAPER_KEYS = {"title": True, "authors": True, "venue": True, "arxiv": False, "url": False, "bibtex": False}
@@ -43,6 +43,9 @@ _WEIGHTS_KEYS = {
     "categories": True,
     "notes": False,
     "how_to_get": False,
+    "model_args": False,  # builder arguments these weights need (e.g. the event modality), over the defaults
+    "dataset": False,  # the built-in set they were trained for: the main command evaluates them on it
+    "command": False,  # the exact command that trained them
 }
 _METRIC_KEYS = {
     "dataset": True,
@@ -62,7 +65,9 @@ CONFIDENCES = ("V", "S", "M")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Accuracy values (map50, map50_95, AP, AR100...) are COCOeval fractions in [0, 1], never percent.
 _ACCURACY_KEY = re.compile(r"^(m?ap|ar)", re.IGNORECASE)
-_SOURCE = re.compile(r"^(https://|hf-hub:|gdrive:|gdrive-folder:|file:)")
+_SOURCE = re.compile(r"^(https://|hf-hub:|gdrive:|gdrive-folder:|file:|package:)")
+# A weights file shipped inside the catalog (``package:weights/NAME.safetensors``).
+_PACKAGE_FILE = re.compile(r"^package:weights/[A-Za-z0-9_.-]+\.safetensors$")
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,11 @@ def card_files() -> list[Path]:
     return sorted(repo_models.glob("*.yaml"))
 
 
+def catalog_file(relative: str) -> Path:
+    """A file shipped with the catalog (``weights/NAME.safetensors``), installed or in a checkout."""
+    return card_files()[0].parent.joinpath(*relative.split("/")) if card_files() else Path(relative)
+
+
 def _check_keys(where: str, value: Any, schema: dict[str, bool]) -> None:
     if not isinstance(value, dict):
         raise CardError(f"{where}: expected a mapping, got {type(value).__name__}")
@@ -120,8 +130,14 @@ def _check_weights(where: str, weights: dict[str, Any]) -> None:
         _check_keys(at, entry, _WEIGHTS_KEYS)
         if not _SOURCE.match(str(entry["source"])):
             raise CardError(
-                f"{at}.source: {entry['source']!r} is not https://, hf-hub:, gdrive:, gdrive-folder: or file:"
+                f"{at}.source: {entry['source']!r} is not https://, hf-hub:, gdrive:, gdrive-folder:, file: or "
+                "package:"
             )
+        if str(entry["source"]).startswith("package:") and not _PACKAGE_FILE.match(str(entry["source"])):
+            raise CardError(f"{at}.source: a shipped file is package:weights/NAME.safetensors, got "
+                            f"{entry['source']!r}")
+        if not isinstance(entry.get("model_args", {}), dict):
+            raise CardError(f"{at}.model_args: expected a mapping of builder arguments")
         sha = entry["sha256"]
         # null is allowed only for authors' releases whose bytes no maintainer has seen; the import
         # command records the hash of the file the user supplies.

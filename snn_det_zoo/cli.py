@@ -61,36 +61,86 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench.rows import default_results_dir
-    from .bench.runner import parse_model_args, run
+    from .bench.runner import BUILTIN_SAMPLES, json_record, parse_model_args, run, run_builtin
     from .energy import EnergyConstants
 
-    row = run(
-        args.model,
-        args.dataset,
-        pretrained=args.pretrained,
-        checkpoint_path=args.weights,
-        protocol=args.protocol,
-        split=args.split,
-        coco_root=args.coco_root,
-        coco_ann=args.coco_ann,
-        gen1_root=args.gen1_root,
-        num_samples=args.num_samples,
-        image_size=args.image_size,
+    results = None if args.no_save else (args.results or default_results_dir())
+    common = dict(
+        results_dir=results,
         seed=args.seed,
-        results_dir=None if args.no_save else (args.results or default_results_dir()),
         constants=EnergyConstants(e_ac_pj=args.e_ac, e_mac_pj=args.e_mac),
-        model_args=parse_model_args(args.model_arg),
         batch_size=args.batch_size,
         limit=args.limit,
         device=_device(args.device),
         precision=args.precision,
-        progress=not args.quiet,
+        progress=not args.quiet and not args.json,
         fuse=args.fuse,
     )
-    if row is not None:
+    if args.model is None:  # the main command: every model with built-in weights
+        rows = run_builtin(num_samples=args.num_samples or BUILTIN_SAMPLES, **common)
+    else:
+        row = run(
+            args.model,
+            args.dataset,
+            pretrained=args.pretrained,
+            checkpoint_path=args.weights,
+            protocol=args.protocol,
+            split=args.split,
+            coco_root=args.coco_root,
+            coco_ann=args.coco_ann,
+            gen1_root=args.gen1_root,
+            num_samples=args.num_samples or 64,
+            image_size=args.image_size,
+            model_args=parse_model_args(args.model_arg),
+            **common,
+        )
+        rows = [] if row is None else [row]
+    if args.json:
+        for row in rows:
+            print(json.dumps(json_record(row)))
+    elif args.model is not None:
         keys = ("model", "dataset", "protocol", "T", "D", "samples", "AP", "AP50", "params_m", "gsops",
                 "energy_mj", "firing_rate", "images_per_s", "latency_ms")
-        print(", ".join(f"{k}={row[k]}" for k in keys))
+        for row in rows:
+            print(", ".join(f"{k}={row[k]}" for k in keys))
+    else:
+        _print_table(rows)
+    if args.model is None and results is not None and rows:
+        from .leaderboard import build
+
+        for path in build(results, results, plot=False):
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    """This run's rows as a fixed-width table (the leaderboard pages hold the full picture)."""
+    columns = (("model", "model"), ("weights", "tag"), ("dataset", "dataset"), ("T", "T"), ("D", "D"),
+               ("mAP50", "AP50"), ("mAP50-95", "AP"), ("energy mJ", "energy_mj"), ("firing", "firing_rate"),
+               ("img/s", "images_per_s"), ("+-ms", "latency_iqr_ms"))
+    table = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    print("mAP in percent on the validation split of each model's built-in set (pycocotools); energy per image "
+          "(45 nm constants); speed: median images/s of repeated batches, +-ms the interquartile range of "
+          "a batch's latency.")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .bench.runner import parse_model_args
+    from .train import TrainArgs, train
+
+    out = train(TrainArgs(
+        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        num_samples=args.num_samples, val_samples=args.val_samples, img_size=args.img_size, out=args.out,
+        resume=args.resume, device=args.device, seed=args.seed, workers=args.workers, cache=args.cache,
+        amp=args.amp, weights=args.weights, recipe=parse_model_args(args.recipe, "--recipe"),
+        model_args=parse_model_args(args.model_arg), coco_root=args.coco_root, coco_ann=args.coco_ann,
+        val_coco_root=args.val_coco_root, val_coco_ann=args.val_coco_ann, gen1_root=args.gen1_root,
+        progress=not args.quiet,
+    ))
+    print(f"wrote {out}")
     return 0
 
 
@@ -124,9 +174,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="evaluate a model: accuracy, energy, speed -> one result row",
+    p = sub.add_parser("bench", help="evaluate a model (or, with no model, every model with built-in weights "
+                       "on its built-in set): accuracy, energy, speed -> result rows and the leaderboard",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", help="arch or arch.tag")
+    p.add_argument("model", nargs="?", default=None,
+                   help="arch or arch.tag; none: every model whose weights ship with the zoo, on the built-in "
+                        "validation sets, then the leaderboard pages")
+    p.add_argument("--json", action="store_true", help="print each result row as one JSON object per line")
     p.add_argument("--dataset", default="synthetic-shapes", choices=_DATASETS, help="the track")
     p.add_argument("--protocol", default=None, choices=_PROTOCOLS,
                    help="scoring protocol: coco (synthetic, coco), psee or frames (gen1; default psee)")
@@ -138,9 +192,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="load a safetensors or state-dict file of your own instead")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    p.add_argument("--num-samples", type=int, default=64, help="size of the synthetic set")
-    p.add_argument("--image-size", type=int, default=64, help="size of the synthetic images, pixels")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="size of the synthetic validation set (default 64; 256 with no model)")
+    p.add_argument("--image-size", type=int, default=128, help="size of the synthetic images, pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and the synthetic set")
     p.add_argument("--batch-size", type=int, default=8, help="samples per batch")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
     p.add_argument("--precision", default="fp32", choices=_PRECISIONS, help="autocast precision")
@@ -156,6 +211,38 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
                    help="run SpikeYOLO's re-parameterisable blocks folded (energy is counted alike either way)")
     p.set_defaults(func=_cmd_bench)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model with its family's loss and recipe (torchrun for DDP)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="a registered arch")
+    p.add_argument("--dataset", default="synthetic-shapes", choices=_DATASETS, help="the training set")
+    p.add_argument("--epochs", type=int, default=30, help="epochs")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch, over all processes")
+    p.add_argument("--num-samples", type=int, default=1024, help="size of the synthetic training set")
+    p.add_argument("--val-samples", type=int, default=128, help="size of the synthetic validation set")
+    p.add_argument("--img-size", type=int, default=None, help="training input side (default: the model's)")
+    p.add_argument("--out", default="runs/train", metavar="DIR", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model, the data order and the data")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--cache", action="store_true", help="keep the pre-processed training inputs in memory")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="mixed precision on CUDA (ignored on the CPU)")
+    p.add_argument("--weights", default=None, metavar="FILE", help="start from a safetensors or state-dict file")
+    p.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a setting of the family's recipe, repeatable (e.g. --recipe warmup_epochs=1)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="builder argument, repeatable (e.g. --model-arg T=2)")
+    p.add_argument("--coco-root", default=None, metavar="DIR", help="COCO training images, e.g. train2017/")
+    p.add_argument("--coco-ann", default=None, metavar="FILE", help="COCO instances_train2017.json")
+    p.add_argument("--val-coco-root", default=None, metavar="DIR", help="COCO validation images (val2017/)")
+    p.add_argument("--val-coco-ann", default=None, metavar="FILE", help="COCO instances_val2017.json")
+    p.add_argument("--gen1-root", default=None, metavar="DIR", help="Gen1 folder holding train/ val/ test/")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.set_defaults(func=_cmd_train)
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
@@ -196,6 +283,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_import)
 
     _add_bench(sub)
+    _add_train(sub)
 
     p = sub.add_parser("leaderboard", help="render LEADERBOARD.md, an HTML page and a plot from the result rows")
     p.add_argument("--results", default=None, metavar="DIR",

@@ -200,7 +200,7 @@ COCO80_NAMES: tuple[str, ...] = (
 )
 
 # The classes of the built-in synthetic sets (snn_det_zoo.data.synthetic).
-SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
+SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross", "ring")
 
 # Named class lists that model cards refer to (``class_names: coco80``).
 CLASS_NAMES: dict[str, tuple[str, ...]] = {"coco80": COCO80_NAMES, "gen1": GEN1_CLASSES, "shapes": SHAPE_CLASSES}

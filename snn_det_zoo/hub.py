@@ -58,6 +58,7 @@ from typing import Any
 import torch
 
 from ._atomic import atomic_path
+from ._cards import catalog_file
 from .errors import (
     CheckpointFormatError,
     DownloadError,
@@ -563,6 +564,13 @@ def fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
         if not path.is_file():
             raise WeightsNotFoundError(f"weights file {path} of {arch}.{tag} not found")
         verify_sha256(path, sha, "weights file")
+        return path
+    if source.startswith("package:"):  # shipped with the zoo: verified in place, never copied
+        path = catalog_file(source[len("package:"):])
+        if not path.is_file():
+            raise WeightsNotFoundError(f"the weights file {path} of {arch}.{tag} that ships with the zoo is "
+                                       "missing; reinstall snn-det-zoo")
+        verify_sha256(path, sha, "shipped weights file")
         return path
     if source.startswith(("https://", "http://")):  # download_url allows http only to localhost
         name = Path(urllib.parse.urlparse(source).path).name or "weights"

@@ -42,13 +42,14 @@ def load_rows(
     results_dir: str | os.PathLike[str] | None = None, include_cards: bool = True
 ) -> list[dict[str, str]]:
     """Every result row: ``results-*.csv`` under ``results_dir`` (default: the user's results folder) and,
-    optionally, the cards' paper rows."""
+    optionally, the cards' paper rows. Measured rows of randomly initialised networks are left out."""
     root = Path(default_results_dir() if results_dir is None else results_dir)
     rows = []
     if root.is_dir():
         # Only result-row files: the kernel and speed benchmarks keep their own CSVs in the same folder.
         for path in sorted(root.glob("results-*.csv")):
-            rows.extend(read_rows(path))
+            # A randomly initialised network (no weights hash) is never a leaderboard result.
+            rows.extend(r for r in read_rows(path) if r["source"] != "measured" or r["weights_sha256"])
     elif root.exists():
         raise InvalidArgumentError(f"{root} is not a directory of results CSVs")
     if include_cards:

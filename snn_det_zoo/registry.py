@@ -157,7 +157,11 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     defaults = copy.deepcopy(cards[arch].data.get("defaults") or {}) if arch in cards else {}
     if tag is not None and arch in cards:
         _check_tag(arch, tag, cards[arch].info())
+    resolved = tag or (cards[arch].data.get("default_tag") if arch in cards else None)
+    if resolved is not None and arch in cards:  # what the weights need (e.g. the event modality)
+        entry = (cards[arch].data.get("weights") or {}).get(resolved) or {}
+        defaults.update(copy.deepcopy(entry.get("model_args") or {}))
     model = _ENTRYPOINTS[arch](**{**defaults, **overrides})
     model.model_name = arch
-    model.weights_tag = tag or (cards[arch].data.get("default_tag") if arch in cards else None)
+    model.weights_tag = resolved
     return model

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from snn_det_zoo.constants import COCO80_TO_COCO91
+from snn_det_zoo.constants import COCO80_TO_COCO91, SHAPE_CLASSES
 from snn_det_zoo.data.gen1 import EVENT_DTYPE, write_dat
 from snn_det_zoo.labels import BBOX_DTYPE
 
@@ -48,7 +48,7 @@ TINY_SIZE = 64
 def tiny_args() -> dict:
     """Builder arguments that keep a registered model's architecture but make it cheap: 3 classes and 64x64
     input (full-size networks are built on the meta device where only shapes and counts matter)."""
-    return {"num_classes": 3, "class_names": "shapes", "img_size": TINY_SIZE}
+    return {"num_classes": len(SHAPE_CLASSES), "class_names": "shapes", "img_size": TINY_SIZE}
 
 
 @pytest.fixture

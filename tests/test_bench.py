@@ -17,6 +17,7 @@ from snn_det_zoo.bench import evaluate
 from snn_det_zoo.bench.rows import read_rows, results_path
 from snn_det_zoo.bench.tracks import CocoTrack, Gen1Track, SyntheticTrack, make_track
 from snn_det_zoo.cli import main
+from snn_det_zoo.constants import SHAPE_CLASSES
 from snn_det_zoo.errors import InvalidArgumentError
 
 
@@ -111,7 +112,7 @@ def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, m
     (row,) = read_rows(results_path("synthetic-shapes", "coco", tmp_path))
     assert (row["model"], row["family"], row["source"], row["T"], row["D"]) == ("spikeyolo_n", "spikeyolo",
                                                                                "measured", "1", "4")
-    params = sum(p.numel() for p in SpikeYOLO("n", 3).parameters())
+    params = sum(p.numel() for p in SpikeYOLO("n", len(SHAPE_CLASSES)).parameters())
     assert float(row["params_m"]) == pytest.approx(params / 1e6, rel=1e-5)
     assert float(row["energy_mj"]) > 0 and row["energy_constants"] == "E_AC=0.9pJ E_MAC=4.6pJ (45nm)"
     assert "fused" in row["notes"] and "randomly initialised" in row["notes"] and row["torch"] == torch.__version__

@@ -44,7 +44,7 @@ def test_bench_checks_its_arguments_before_evaluating(tmp_path, monkeypatch, cap
     (tmp_path / "file.txt").write_text("a file, not a folder")
     cases = {  # expected words of the message -> the arguments
         "header": [*base, "--results", str(tmp_path / "r")],  # a results file of another version
-        "one line": [*base, "--split", "a\nb", "--no-save"],  # a setting the row cannot hold
+        "split must be one of": [*base, "--split", "a\nb", "--no-save"],
         "integer": [*base, "--model-arg", "T=1.5", "--no-save"],
         "limit must be a positive integer": [*base, "--limit", "0", "--no-save"],
         "cannot create the folder": [*base, "--results", str(tmp_path / "file.txt" / "sub")],

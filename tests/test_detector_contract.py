@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import snn_det_zoo as zoo
+from snn_det_zoo.constants import SHAPE_CLASSES
 from snn_det_zoo.errors import InvalidArgumentError, ZooError
 from snn_det_zoo.nn import MODALITIES, Detector
 
@@ -40,7 +41,7 @@ def test_every_card_has_a_builder_and_every_builder_a_card():
 def test_attributes_follow_the_contract(name, tiny_model):
     model = tiny_model(name)
     assert isinstance(model, Detector)
-    assert model.num_classes == 3 and model.class_names == ("rectangle", "ellipse", "triangle")
+    assert model.num_classes == len(SHAPE_CLASSES) and model.class_names == SHAPE_CLASSES
     assert isinstance(model.T, int) and model.T >= 1 and (model.D is None or model.D >= 1)
     assert model.in_chans == 3 and model.modality in MODALITIES
     assert model.strides and all(isinstance(s, int) for s in model.strides)
@@ -123,7 +124,8 @@ def test_bad_inputs_raise_the_zoos_errors(name, tiny_model):
     }
     if model.modality == "events":
         bad_inputs["static image"] = good[0]
-    bad_inputs["wrong T"] = torch.cat([good.unsqueeze(0) if good.dim() == 4 else good] * 2)
+    steps = good.unsqueeze(0) if good.dim() == 4 else good[:1]
+    bad_inputs["wrong T"] = torch.cat([steps] * (model.T + 1))
     for what, x in bad_inputs.items():
         with pytest.raises(InvalidArgumentError):
             model(x)

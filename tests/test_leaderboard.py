@@ -25,7 +25,8 @@ from snn_det_zoo.leaderboard import Leaderboard, build, load_rows, markdown_text
 
 def _measured(model: str = "spikeyolo_n", **values) -> dict[str, str]:
     base = dict(model=model, tag="synthetic", dataset="synthetic-shapes", protocol="coco", T=1, D=4,
-                source="measured", AP=12.5, AP50=30.0, energy_mj=0.5, device="cpu", precision="fp32")
+                source="measured", AP=12.5, AP50=30.0, energy_mj=0.5, device="cpu", precision="fp32",
+                weights_sha256="ab" * 32)
     return make_row(**{**base, **values})
 
 
@@ -98,7 +99,7 @@ def test_paper_rows_come_from_the_cards_paper_metrics_only(monkeypatch):
     _fake_cards(monkeypatch)
     (row,) = paper_rows()
     assert (row["model"], row["family"], row["source"], row["confidence"]) == ("fake_s", "fake", "paper", "S")
-    assert (row["AP50"], row["AP"], row["params_m"]) == ("62.3", "45.5", "23.153")
+    assert (row["AP50"], row["AP"], row["params_m"]) == ("62.3", "45.5", "23.153024")  # every digit
     assert (row["T"], row["D"]) == ("1", "4")
     assert "fps=30" in row["notes"]
 
@@ -262,3 +263,11 @@ def test_by_default_rows_and_pages_go_to_the_users_results_folder(tmp_path, monk
     assert {"LEADERBOARD.md", "leaderboard.html"} <= set(os.listdir(default_results_dir()))
     monkeypatch.setenv("SNN_DET_ZOO_RESULTS", str(tmp_path / "mine"))
     assert default_results_dir() == tmp_path / "mine"
+
+
+def test_randomly_initialised_networks_never_enter_the_leaderboard(tmp_path):
+    results = tmp_path / "results"
+    append_rows(results_path("synthetic-shapes", "coco", results),
+                [_measured(), _measured(model="ems_yolo_res10", weights_sha256="", notes="randomly initialised")])
+    models = {r["model"] for r in load_rows(results, include_cards=False)}
+    assert models == {"spikeyolo_n"}

@@ -26,8 +26,8 @@ def test_every_card_variant_has_a_builder_and_every_builder_a_card():
 
 def test_list_models_patterns_natural_order_and_pretrained():
     assert zoo.list_models("spikeyolo_*") == ["spikeyolo_l", "spikeyolo_m", "spikeyolo_n", "spikeyolo_s",
-                                              "spikeyolo_s_gen1"]
-    ems = zoo.list_models("ems_yolo_*res*", exclude="*resnet*")
+                                              "spikeyolo_s_gen1", "spikeyolo_tiny"]
+    ems = zoo.list_models("ems_yolo_*res*", exclude=["*resnet*", "*tiny"])
     assert ems == ["ems_yolo_cfg_res18_sew", "ems_yolo_res10", "ems_yolo_res18", "ems_yolo_res34"]  # 10 before 18
     tagged = zoo.list_models(pretrained=True)
     assert "spikeyolo_s.coco_official" in tagged and all("." in n for n in tagged)

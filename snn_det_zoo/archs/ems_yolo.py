@@ -49,6 +49,8 @@ from ..neurons.ems_lif import EMSLIFNode, EMSSiLUIntegrator
 from ..nn.anchors import anchors_in_grid_units, decode_yolov5, yolov5_detections
 from ..nn.detector import Detector
 from ..nn.graph import Concat, Source, run_layers, saved_layers
+from ..nn.losses import YOLOv5Loss
+from ..nn.recipe import YOLOV5_RECIPE
 from ..nn.transform import LetterboxTransform
 from ..registry import register_model
 
@@ -322,6 +324,7 @@ class EMSYOLO(Detector):
     """
 
     event_representation = "emsyolo"
+    recipe = YOLOV5_RECIPE
 
     def __init__(
         self,
@@ -419,6 +422,10 @@ class EMSYOLO(Detector):
         class probability, as YOLOv5's ``non_max_suppression`` scores them."""
         return yolov5_detections(decode_yolov5(raw, self.detect.anchors, self.strides))
 
+    def criterion(self, img_size: int) -> YOLOv5Loss:
+        """YOLOv5's ``ComputeLoss`` with ``hyp.scratch`` gains scaled to the levels, classes and image size."""
+        return YOLOv5Loss(self.num_classes, self.detect.anchors, self.strides, img_size)
+
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, T={self.T}, strides={self.strides}, "
                 f"score_thresh={self.score_thresh}, iou_thresh={self.iou_thresh}, "
@@ -428,23 +435,32 @@ class EMSYOLO(Detector):
 # Registered variant -> the authors' configuration (their YAML file): the paper's EMS-Res10/18/34, then the
 # repository's other configurations under ``ems_yolo_cfg_<yaml name>`` (they are not the paper's models:
 # cfg_resnet10 has 17.6M parameters, more than cfg_resnet18). The one table of the family's variants.
-VARIANTS: dict[str, str] = {
-    "ems_yolo_res10": "res10-ee",
-    "ems_yolo_res18": "res18-ee",
-    "ems_yolo_res34": "res34-ee",
-    "ems_yolo_cfg_resnet10": "resnet10",
-    "ems_yolo_cfg_resnet18": "resnet18",
-    "ems_yolo_cfg_resnet34": "resnet34",
-    "ems_yolo_cfg_resnet34_cat": "resnet34-cat",
-    "ems_yolo_cfg_res18_sew": "res18-sew",
+VARIANTS: dict[str, tuple[str, float]] = {  # name -> (configuration, width multiple)
+    "ems_yolo_res10_tiny": ("res10-ee", 0.25),  # the zoo's quarter-width Res10, not the paper's
+    "ems_yolo_res10": ("res10-ee", 1.0),
+    "ems_yolo_res18": ("res18-ee", 1.0),
+    "ems_yolo_res34": ("res34-ee", 1.0),
+    "ems_yolo_cfg_resnet10": ("resnet10", 1.0),
+    "ems_yolo_cfg_resnet18": ("resnet18", 1.0),
+    "ems_yolo_cfg_resnet34": ("resnet34", 1.0),
+    "ems_yolo_cfg_resnet34_cat": ("resnet34-cat", 1.0),
+    "ems_yolo_cfg_res18_sew": ("res18-sew", 1.0),
 }
 
 
 def _create_ems_yolo(variant: str, **kwargs: Any) -> EMSYOLO:
-    return EMSYOLO(CONFIGS[VARIANTS[variant]], **kwargs)
+    config, width = VARIANTS[variant]
+    return EMSYOLO(CONFIGS[config], **{"width_multiple": width, **kwargs})
 
 
 # ---------------------------------------------------------------------------------------- variants
+
+
+@register_model
+def ems_yolo_res10_tiny(**kwargs: Any) -> EMSYOLO:
+    """EMS-Res10 at a quarter of its width (not a paper model): the authors' blocks and neuron, small enough to train on
+    a CPU; trained on the built-in synthetic sets."""
+    return _create_ems_yolo("ems_yolo_res10_tiny", **kwargs)
 
 
 @register_model

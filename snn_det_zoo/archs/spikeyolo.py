@@ -63,6 +63,8 @@ from ..nn.detector import Detector
 from ..nn.dfl import DFL, decode_dfl_levels
 from ..nn.graph import Concat, Source, run_layers, saved_layers
 from ..nn.layer_geometry import ConvGeometry
+from ..nn.losses import V8DetectionLoss
+from ..nn.recipe import ULTRALYTICS_RECIPE
 from ..nn.spike_conv import SpikeInputConv2d, fuse_conv_bn
 from ..nn.transform import LetterboxTransform
 from ..registry import register_model
@@ -388,6 +390,7 @@ class SpikeDetect(nn.Module):
 # (depth multiple, width multiple, max channels, MLP ratio of layer 25), from snn_yolov8.yaml; the authors
 # use ratio 2 at layer 25 for m and l (the parameter counts of their 47.8M and 68.5M models).
 _SCALES: dict[str, tuple[float, float, int, int]] = {
+    "tiny": (0.33, 0.125, 1024, 1),  # not the authors': the zoo's small scale, trained on the built-in sets
     "n": (0.33, 0.375, 1024, 1),
     "s": (0.33, 0.5, 1024, 1),
     "m": (0.5, 0.625, 7024, 2),
@@ -470,7 +473,7 @@ class SpikeYOLO(Detector):
     """SpikeYOLO detector (Luo et al., ECCV 2024), a :class:`~snn_det_zoo.nn.detector.Detector`.
 
     Args:
-        scale: ``'n'``, ``'s'``, ``'m'`` or ``'l'``.
+        scale: ``'n'``, ``'s'``, ``'m'`` or ``'l'`` (the authors'), or ``'tiny'`` (width 0.125, the zoo's).
         num_classes, class_names: the classes (COCO's 80, Gen1's car and pedestrian).
         T: time steps; a static image is repeated T times (``MS_GetT``).
         D: the I-LIF's maximum integer spike (virtual time steps in spike-driven inference).
@@ -495,6 +498,7 @@ class SpikeYOLO(Detector):
     """
 
     event_representation = "spikeyolo"
+    recipe = ULTRALYTICS_RECIPE
 
     def __init__(
         self,
@@ -540,6 +544,10 @@ class SpikeYOLO(Detector):
         return decode_dfl_levels(maps, self.strides, self.num_classes, integral=self.model[-1].dfl)
 
     @torch.no_grad()
+    def criterion(self, img_size: int) -> V8DetectionLoss:
+        """Ultralytics' ``v8DetectionLoss`` with the authors' gains (box 7.5, cls 0.5, dfl 1.5)."""
+        return V8DetectionLoss(self.num_classes, self.strides, self.model[-1].reg_max)
+
     def fuse(self) -> SpikeYOLO:
         """Fold RepConv, SepRepConv and every BatchNorm into single convolutions (eval mode only)."""
         if self.training:
@@ -571,6 +579,7 @@ class SpikeYOLO(Detector):
 
 # Registered variant -> (scale, neuron): the one table of the family's variants (port/ derives from it).
 VARIANTS: dict[str, tuple[str, str]] = {
+    "spikeyolo_tiny": ("tiny", "coco"),
     "spikeyolo_n": ("n", "coco"),
     "spikeyolo_s": ("s", "coco"),
     "spikeyolo_m": ("m", "coco"),
@@ -582,6 +591,13 @@ VARIANTS: dict[str, tuple[str, str]] = {
 def _create_spikeyolo(variant: str, **kwargs: Any) -> SpikeYOLO:
     scale, neuron = VARIANTS[variant]
     return SpikeYOLO(scale=scale, neuron=neuron, **kwargs)
+
+
+@register_model
+def spikeyolo_tiny(**kwargs: Any) -> SpikeYOLO:
+    """SpikeYOLO at width 0.125 (not a paper model): the authors' architecture and neuron, small enough to
+    train on a CPU; trained on the built-in synthetic sets."""
+    return _create_spikeyolo("spikeyolo_tiny", **kwargs)
 
 
 @register_model

@@ -16,11 +16,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from ..distributed import gather_objects, rank_and_world
 from ..energy import EnergyConstants, EnergyMeter
 from ..errors import InvalidArgumentError
+from ..nn.detector import Detector
 from .tracks import Track, collate
 
-__all__ = ["PRECISIONS", "check_eval_args", "evaluate", "time_predict"]
+__all__ = ["PRECISIONS", "check_eval_args", "evaluate", "predict_track", "time_predict"]
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -33,26 +35,6 @@ def check_eval_args(batch_size: Any = 8, limit: Any = None, precision: Any = "fp
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidArgumentError(f"limit must be a positive integer or None, got {limit!r}")
-
-
-def _dist() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside torch.distributed."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gather(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    _, world = _dist()
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def _autocast(device: torch.device, precision: str) -> Any:
@@ -110,33 +92,23 @@ def evaluate(
     (SpikeYOLO's RepConv, SepRepConv) is one convolution on its spike input (``fused_conv_geometry()``).
     With ``fuse``, the model runs as its folded inference network (``Detector.fuse``) instead.
     """
-    from tqdm import tqdm
-
     check_eval_args(batch_size, limit, precision)
     if not callable(getattr(track, "score", None)):
         raise InvalidArgumentError(f"{type(track).__name__} has no score(predictions, targets)")
     device = torch.device(device)
-    rank, world = _dist()
+    rank, world = rank_and_world()
     count = len(track) if limit is None else min(limit, len(track))
-    shard = Subset(track, list(range(rank, count, world)))
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     model = model.eval().to(device)
     params = sum(p.numel() for p in model.parameters())  # as published, before any folding
     if fuse:
         model.fuse()
     T, D = int(model.T), int(model.D or 1)
     meter = EnergyMeter(model, T=T, D=D, constants=constants)
-    predictions: list[dict[str, torch.Tensor]] = []
-    kept_targets: list[dict[str, Any]] = []
-    first_batch: list[torch.Tensor] | None = None
-    with meter, torch.no_grad(), _autocast(device, precision):
-        for inputs, targets in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
-            first_batch = first_batch or inputs
-            outputs = model.predict(inputs)
-            predictions += [{k: v.detach().float().cpu() for k, v in out.items()} for out in outputs]
-            kept_targets += targets
+    with meter:
+        all_preds, all_targets, first_batch = predict_track(
+            model, track, batch_size=batch_size, limit=limit, device=device, precision=precision,
+            progress=progress, num_workers=num_workers)
     meter.sync_distributed()
-    gathered = _gather((predictions, kept_targets))
     speed = time_predict(model, first_batch or [], device, precision, timing_s)
     result: dict[str, Any] = {
         "stats": None,
@@ -152,8 +124,45 @@ def evaluate(
         "device": _device_name(device),
     }
     if rank == 0:
-        all_preds = [p for preds, _ in gathered for p in preds]
-        all_targets = [t for _, targets in gathered for t in targets]
         result["stats"] = track.score(all_preds, all_targets)
         result["energy"] = meter.report()
     return result
+
+
+def predict_track(
+    model: Detector,
+    track: Track,
+    *,
+    batch_size: int = 8,
+    limit: int | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    progress: bool = True,
+    num_workers: int = 0,
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, Any]], list[torch.Tensor]]:
+    """``model.predict`` over ``track`` (its first ``limit`` samples): ``(predictions, targets, first batch)``.
+
+    Under ``torchrun`` every rank predicts a strided shard; rank 0 returns every rank's predictions and
+    targets, the other ranks empty lists. The model must already be on ``device`` in the wanted mode.
+    """
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    rank, world = rank_and_world()
+    count = len(track) if limit is None else min(limit, len(track))
+    shard = Subset(track, list(range(rank, count, world)))
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    predictions: list[dict[str, torch.Tensor]] = []
+    kept_targets: list[dict[str, Any]] = []
+    first_batch: list[torch.Tensor] | None = None
+    with torch.no_grad(), _autocast(device, precision):
+        for inputs, targets in tqdm(loader, desc="evaluate", disable=not progress or rank != 0, leave=False):
+            first_batch = first_batch or inputs
+            outputs = model.predict(inputs)
+            predictions += [{k: v.detach().float().cpu() for k, v in out.items()} for out in outputs]
+            kept_targets += targets
+    gathered = gather_objects((predictions, kept_targets))
+    if rank != 0:
+        return [], [], first_batch or []
+    return ([p for preds, _ in gathered for p in preds], [t for _, targets in gathered for t in targets],
+            first_batch or [])

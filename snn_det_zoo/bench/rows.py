@@ -11,7 +11,8 @@ Units: accuracy columns are COCO statistics in **percent** (pycocotools' 0-1 val
 them; ``AP`` is mAP@[.5:.95], ``AP50`` is mAP@.5); ``params_m`` in millions; ``gmacs`` the dense
 multiply-accumulates per sample in G (what SNN papers call "FLOPs"); ``gsops`` the synaptic (AC) operations
 per sample in G; ``energy_mj`` per sample with the constants named in ``energy_constants``; ``latency_ms`` per
-batch of ``batch`` samples.
+batch of ``batch`` samples, the median of repeated runs, and ``latency_iqr_ms`` their interquartile range;
+``seed`` the seed of the model and of the (synthetic) data.
 
 ``source`` is ``measured`` (this code produced the numbers) or ``paper`` (copied from ``citation``, with the
 model card's ``confidence``: V verified in the paper, S secondary source, M recalled, to be checked).
@@ -59,16 +60,16 @@ def default_results_dir() -> Path:
 
 
 _IDENTITY = ("model", "tag", "family", "weights_sha256")
-_SETUP = ("dataset", "split", "protocol", "T", "D", "input_size", "samples")
+_SETUP = ("dataset", "split", "protocol", "T", "D", "input_size", "samples", "seed")
 _ACCURACY = COCO_STAT_KEYS
 _COST = ("params_m", "gmacs", "gsops", "energy_mj", "energy_constants", "firing_rate")
-_SPEED = ("images_per_s", "latency_ms", "batch", "precision", "device", "torch")
+_SPEED = ("images_per_s", "latency_ms", "latency_iqr_ms", "batch", "precision", "device", "torch")
 _PROVENANCE = ("zoo_version", "date", "source", "citation", "confidence", "notes")
 COLUMNS: tuple[str, ...] = _IDENTITY + _SETUP + _ACCURACY + _COST + _SPEED + _PROVENANCE
 
-_INT_COLUMNS = frozenset({"T", "D", "samples", "batch"})
+_INT_COLUMNS = frozenset({"T", "D", "samples", "batch", "seed"})
 _FLOAT_COLUMNS = frozenset(_ACCURACY) | {"params_m", "gmacs", "gsops", "energy_mj", "firing_rate",
-                                          "images_per_s", "latency_ms"}
+                                          "images_per_s", "latency_ms", "latency_iqr_ms"}
 _REQUIRED = ("model", "dataset", "protocol", "source")
 SOURCES = ("paper", "measured")
 
@@ -108,7 +109,10 @@ def _format(column: str, value: Any) -> str:
             raise InvalidArgumentError(f"result column {column!r} needs a number, got {value!r}") from None
         if isinstance(value, bool) or math.isinf(number):
             raise InvalidArgumentError(f"result column {column!r} needs a finite number, got {value!r}")
-        return "" if math.isnan(number) else f"{number:.6g}"
+        if math.isnan(number):
+            return ""
+        # Parameter counts in millions keep every digit (an integer count has at most 6 decimals).
+        return f"{number:.6f}".rstrip("0").rstrip(".") if column == "params_m" else f"{number:.6g}"
     text = str(value)
     if "\n" in text or "\r" in text:
         raise InvalidArgumentError(f"result column {column!r} must be one line, got {text!r}")

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from .._atomic import writable_folder
+from ..constants import SHAPE_CLASSES
+from ..distributed import init_from_env
 from ..energy import EnergyConstants, EnergyReport
 from ..errors import InvalidArgumentError
 from ..nn.detector import Detector
@@ -16,7 +18,7 @@ from .loop import check_eval_args, evaluate
 from .rows import append_rows, check_results_file, make_row, results_path
 from .tracks import SYNTHETIC_DATASETS, check_protocol, make_track
 
-__all__ = ["parse_model_args", "run"]
+__all__ = ["BUILTIN_SAMPLES", "builtin_weights", "json_record", "parse_model_args", "run", "run_builtin"]
 
 
 def _weights_sha256(name: str, pretrained: bool, checkpoint_path: str | os.PathLike[str] | None) -> str:
@@ -34,17 +36,6 @@ def _weights_sha256(name: str, pretrained: bool, checkpoint_path: str | os.PathL
     return card.get("sha256") or (model_info(arch)["weights"].get(tag) or {}).get("sha256") or ""
 
 
-def _init_distributed(device: str) -> None:
-    """Join the process group torchrun describes in the environment (once)."""
-    import torch.distributed as dist
-
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-
-
 def run(
     name: str,
     dataset: str = "synthetic-shapes",
@@ -54,7 +45,7 @@ def run(
     protocol: str | None = None,
     split: str | None = None,
     num_samples: int = 64,
-    image_size: int = 64,
+    image_size: int = 128,
     seed: int = 0,
     coco_root: str | os.PathLike[str] | None = None,
     coco_ann: str | os.PathLike[str] | None = None,
@@ -86,13 +77,14 @@ def run(
     check_eval_args(**eval_kwargs)
     if pretrained and checkpoint_path is not None:
         raise InvalidArgumentError("give the card's weights (pretrained) or a file (checkpoint_path), not both")
-    _init_distributed(str(eval_kwargs.get("device", "cpu")))
+    init_from_env(str(eval_kwargs.get("device", "cpu")))
     args = dict(model_args or {})
     if dataset in SYNTHETIC_DATASETS:
         args.setdefault("img_size", image_size)
         if not pretrained and checkpoint_path is None:
-            args.setdefault("num_classes", 3)  # the synthetic sets' three shape classes
+            args.setdefault("num_classes", len(SHAPE_CLASSES))
             args.setdefault("class_names", "shapes")
+    torch.manual_seed(seed)  # a randomly initialised model is a function of the seed too
     model = create_model(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **args)
     arch, tag = split_model_name(name)
     track = make_track(dataset, model, protocol=protocol, split=split, num_samples=num_samples,
@@ -114,6 +106,7 @@ def run(
         D=int(model.D or 1),
         input_size=track.input_size(),
         samples=len(track) if limit is None else min(limit, len(track)),
+        seed=seed,
         batch=eval_kwargs.get("batch_size", 8),
         precision=eval_kwargs.get("precision", "fp32"),
         torch=torch.__version__,
@@ -143,6 +136,7 @@ def run(
         "firing_rate": energy.firing_rate,
         "images_per_s": out["images_per_s"],
         "latency_ms": out["latency_ms"],
+        "latency_iqr_ms": out["latency_iqr_ms"],
         "device": out["device"],
     })
     if results_dir is not None:
@@ -151,14 +145,67 @@ def run(
     return row
 
 
-def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs (``--model-arg``) -> builder arguments, values read as YAML (ints, floats, lists)."""
+def parse_model_args(pairs: list[str], option: str = "--model-arg") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (``--model-arg``, ``--recipe``) -> a dict, values read as YAML (ints, floats,
+    lists)."""
     import yaml
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InvalidArgumentError(f"--model-arg expects KEY=VALUE, got {pair!r}")
+            raise InvalidArgumentError(f"{option} expects KEY=VALUE, got {pair!r}")
         out[key] = yaml.safe_load(value)
     return out
+
+
+BUILTIN_SAMPLES = 256  # validation images per built-in set in the main command
+
+
+def builtin_weights() -> list[tuple[str, str]]:
+    """``(arch.tag, dataset)`` of every weights entry that ships with the zoo, for the built-in set it was
+    trained for, in the registry's order."""
+    from ..registry import list_models, model_info
+
+    out = []
+    for name in list_models():
+        for tag, entry in model_info(name)["weights"].items():
+            if str(entry["source"]).startswith("package:") and entry.get("dataset") in SYNTHETIC_DATASETS:
+                out.append((f"{name}.{tag}", entry["dataset"]))
+    return out
+
+
+def run_builtin(*, num_samples: int = BUILTIN_SAMPLES, seed: int = 0,
+                results_dir: str | os.PathLike[str] | None = None, **eval_kwargs: Any) -> list[dict[str, str]]:
+    """The main command: every model with built-in weights on the validation split of its built-in set
+    (``num_samples`` images drawn with ``seed``); one measured row each, appended to ``results_dir``."""
+    found = builtin_weights()
+    if not found:
+        raise InvalidArgumentError("no model card names weights that ship with the zoo (source package:)")
+    rows = []
+    for name, dataset in found:
+        row = run(name, dataset, pretrained=True, split="val", num_samples=num_samples, seed=seed,
+                  results_dir=results_dir, **eval_kwargs)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def json_record(row: dict[str, str]) -> dict[str, Any]:
+    """A result row as the ``--json`` record: accuracy as fractions in [0, 1] (the cards' unit)."""
+
+    def number(key: str, scale: float = 1.0) -> float | None:
+        return float(row[key]) * scale if row.get(key) else None
+
+    size: int | str = row.get("input_size", "")
+    height, _, width = str(size).partition("x")
+    if height.isdigit() and height == width:
+        size = int(height)
+    return {
+        "model": row["model"], "weights": row["tag"], "dataset": row["dataset"], "protocol": row["protocol"],
+        "T": int(row["T"]), "D": int(row["D"]), "map50": number("AP50", 0.01), "map50_95": number("AP", 0.01),
+        "energy_mj": number("energy_mj"), "firing_rate": number("firing_rate"),
+        "params": round(float(row["params_m"]) * 1e6) if row.get("params_m") else None,
+        "images_per_s": number("images_per_s"), "latency_iqr_ms": number("latency_iqr_ms"),
+        "num_samples": int(row["samples"]), "img_size": size, "seed": int(row["seed"]) if row.get("seed") else None,
+    }

@@ -79,14 +79,14 @@ class SyntheticTrack(Track):
 
     protocol = "coco"
 
-    def __init__(self, name: str, num_samples: int = 64, image_size: int = 64, T: int = 2, seed: int = 0,
+    def __init__(self, name: str, num_samples: int = 64, image_size: int = 128, T: int = 2, seed: int = 0,
                  split: str = "val") -> None:
         from ..data.synthetic import SyntheticEvents, SyntheticShapes
 
         if name == "synthetic-shapes":
-            self.data = SyntheticShapes(num_samples, image_size=image_size, seed=seed)
+            self.data = SyntheticShapes(num_samples, image_size=image_size, seed=seed, split=split)
         elif name == "synthetic-events":
-            self.data = SyntheticEvents(num_samples, T=T, image_size=image_size, seed=seed)
+            self.data = SyntheticEvents(num_samples, T=T, image_size=image_size, seed=seed, split=split)
         else:
             raise InvalidArgumentError(f"unknown synthetic set {name!r}; built-in sets: "
                                        f"{', '.join(SYNTHETIC_DATASETS)}")
@@ -166,7 +166,7 @@ def make_track(
     protocol: str | None = None,
     split: str | None = None,
     num_samples: int = 64,
-    image_size: int = 64,
+    image_size: int = 128,
     seed: int = 0,
     coco_root: str | os.PathLike[str] | None = None,
     coco_ann: str | os.PathLike[str] | None = None,

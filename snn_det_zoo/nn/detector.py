@@ -9,7 +9,7 @@ else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from spikingjelly.activation_based import functional
@@ -19,12 +19,15 @@ from ..constants import class_names as resolve_class_names
 from ..errors import InvalidArgumentError
 from .boxes import multiclass_nms
 from .mapping import BoxMapping
+from .recipe import TrainRecipe
 from .transform import LetterboxTransform
 
 __all__ = ["MODALITIES", "Detector"]
 
 MODALITIES = ("image", "events")
 Detections = list[dict[str, torch.Tensor]]
+Loss = Callable[[list[torch.Tensor], Sequence[dict[str, torch.Tensor]], tuple[int, int]],
+                tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -63,6 +66,7 @@ class Detector(nn.Module):
     multi_label: bool = True
     event_representation: str | None = None
     fused: bool = False  # whether fuse() folded re-parameterisable blocks into single convolutions
+    recipe: TrainRecipe | None = None  # how the family's authors train it (snn_det_zoo.train)
 
     def __init__(
         self,
@@ -101,6 +105,11 @@ class Detector(nn.Module):
     def decode(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw head outputs -> ``(boxes [B, A, 4] xyxy in input pixels, class scores [B, A, num_classes])``."""
         raise NotImplementedError
+
+    def criterion(self, img_size: int) -> Loss:
+        """The family's training loss for inputs of side ``img_size``: ``loss(raw, targets, input_size)``
+        -> ``(total, parts)``, with per-image targets (``boxes`` xyxy in input pixels, ``labels``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no training loss")
 
     def fuse(self) -> Detector:
         """Fold what the family can fold for inference (BatchNorm, re-parameterisable blocks); by default

@@ -25,8 +25,9 @@ from .keymap import import_authors_checkpoint
 
 __all__ = ["ems_yolo_variant", "import_ems_yolo"]
 
-# The authors' YAML file (= our configuration table) -> registered variant, from the family's own table.
-_VARIANTS = {config: name for name, config in VARIANTS.items()}
+# (the authors' YAML file = our configuration table, width multiple) -> registered variant, from the family's
+# own table.
+_VARIANTS = {(config, width): name for name, (config, width) in VARIANTS.items()}
 # Rows whose YAML arguments are not block shapes (upsampling mode, concat dim, nc/anchors).
 _ARGLESS = {"Sample", "Concat", "Detect"}
 # Renames from the authors' keys to ours (none: the re-implementation keeps their names).
@@ -63,14 +64,16 @@ def ems_yolo_variant(ckpt: AuthorCheckpoint) -> tuple[str, dict[str, Any]]:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointFormatError(f"{ckpt.path}: the checkpoint's yaml has no readable backbone/head rows") from exc
     multiples = (float(cfg.get("depth_multiple", 1.0)), float(cfg.get("width_multiple", 1.0)))
-    matches = [name for name, layers in CONFIGS.items() if _signature(layers) == signature]
-    if not matches or multiples != (1.0, 1.0):
+    matches = [(name, multiples[1]) for name, layers in CONFIGS.items() if _signature(layers) == signature]
+    matches = [key for key in matches if key in _VARIANTS]
+    if not matches or multiples[0] != 1.0:
         modules = [row[2] for row in rows]
         raise CheckpointFormatError(f"{ckpt.path}: the checkpoint's configuration (modules {modules}, depth/width "
-                                    f"multiples {multiples}) matches no EMS-YOLO variant ({', '.join(_VARIANTS)})")
-    config = matches[0]
+                                    f"multiples {multiples}) matches no EMS-YOLO variant "
+                                    f"({', '.join(_VARIANTS.values())})")
+    config = matches[0][0]
     facts = {"config": config, "nc": int(cfg.get("nc", 80)), "anchors": _anchor_set(cfg.get("anchors"))}
-    return _VARIANTS[config], facts
+    return _VARIANTS[matches[0]], facts
 
 
 @register_format("yolov5-pickle", family="ems_yolo")
