@@ -46,6 +46,7 @@ _WEIGHTS_KEYS = {
     "model_args": False,  # builder arguments these weights need (e.g. the event modality), over the defaults
     "dataset": False,  # the built-in set they were trained for: the main command evaluates them on it
     "command": False,  # the exact command that trained them
+    "folder_file": False,  # for a gdrive-folder source: the file of the folder to take (its path in the folder)
 }
 _METRIC_KEYS = {
     "dataset": True,
@@ -68,6 +69,8 @@ _ACCURACY_KEY = re.compile(r"^(m?ap|ar)", re.IGNORECASE)
 _SOURCE = re.compile(r"^(https://|hf-hub:|gdrive:|gdrive-folder:|file:|package:)")
 # A weights file shipped inside the catalog (``package:weights/NAME.safetensors``).
 _PACKAGE_FILE = re.compile(r"^package:weights/[A-Za-z0-9_.-]+\.safetensors$")
+# A file inside a Google Drive folder: a relative path, "/" between its folders.
+_FOLDER_FILE = re.compile(r"[^/\\\x00]+(/[^/\\\x00]+)*")
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,14 @@ def _check_weights(where: str, weights: dict[str, Any]) -> None:
         if str(entry["source"]).startswith("package:") and not _PACKAGE_FILE.match(str(entry["source"])):
             raise CardError(f"{at}.source: a shipped file is package:weights/NAME.safetensors, got "
                             f"{entry['source']!r}")
+        if "folder_file" in entry:
+            name = entry["folder_file"]
+            if not str(entry["source"]).startswith("gdrive-folder:"):
+                raise CardError(f"{at}.folder_file: only a gdrive-folder: source has files to choose from")
+            parts = set(name.split("/")) if isinstance(name, str) else set()
+            if not isinstance(name, str) or not _FOLDER_FILE.fullmatch(name) or {".", ".."} & parts:
+                raise CardError(f"{at}.folder_file: expected the file's path inside the folder (e.g. best.pt), got "
+                                f"{name!r}")
         if not isinstance(entry.get("model_args", {}), dict):
             raise CardError(f"{at}.model_args: expected a mapping of builder arguments")
         sha = entry["sha256"]

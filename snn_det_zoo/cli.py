@@ -52,9 +52,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    from .bench.runner import parse_model_args
     from .port import import_weights
 
-    out = import_weights(args.name, args.path)
+    out = import_weights(args.name, args.path, model_args=parse_model_args(args.model_arg) or None)
     print(f"imported {args.name} -> {out}")
     return 0
 
@@ -194,7 +195,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--num-samples", type=int, default=None,
                    help="size of the synthetic validation set (default 64; 256 with no model)")
-    p.add_argument("--image-size", type=int, default=128, help="size of the synthetic images, pixels")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side of the synthetic images, pixels (default: the model's input size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and the synthetic set")
     p.add_argument("--batch-size", type=int, default=8, help="samples per batch")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
@@ -276,10 +278,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="arch or arch.tag")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("import-weights", help="convert an authors' checkpoint (or a safetensors file) into "
-                       "the weights cache as NAME = arch.tag")
-    p.add_argument("name", help="arch.tag, e.g. spikeyolo_s.coco_official")
-    p.add_argument("path", help="the downloaded checkpoint file")
+    p = sub.add_parser("import-weights", help="convert an authors' checkpoint, or your own weights, into the "
+                       "weights cache as NAME = arch.tag")
+    p.add_argument("name", help="arch.tag: a tag of the model card (e.g. spikeyolo_s.coco_official) takes the "
+                   "file its weights entry describes; any other tag (e.g. spikeyolo_n.mine) stores your own "
+                   "safetensors or plain state-dict file, checked strictly against the model")
+    p.add_argument("path", help="the checkpoint file")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="for your own tag: a builder argument the weights were trained with (e.g. "
+                        "--model-arg num_classes=5), stored with them; repeatable")
     p.set_defaults(func=_cmd_import)
 
     _add_bench(sub)

@@ -15,7 +15,14 @@ from torch import nn
 
 from . import archs  # noqa: F401  (registers every family)
 from .errors import DownloadError, MissingDependencyError, OfflineError, UnknownModelError, WeightsNotFoundError
-from .hub import CorruptCacheEntry, cached_weights, fetch_source, load_state_dict_file, save_weights
+from .hub import (
+    CorruptCacheEntry,
+    cached_user_weights,
+    cached_weights,
+    fetch_source,
+    load_state_dict_file,
+    save_weights,
+)
 from .port import convert_file, load_state_dict_strict
 from .registry import build_model, model_info, split_model_name
 
@@ -31,8 +38,10 @@ def create_model(
     """Build a registered model, optionally with weights.
 
     Args:
-        name: ``arch`` or ``arch.tag``; the tag picks a weights entry of the card (else its ``default_tag``).
-        pretrained: load the weights of the tag (from the local cache, downloading when allowed).
+        name: ``arch`` or ``arch.tag``; the tag picks a weights entry of the card (else its ``default_tag``),
+            or weights the user imported under a tag of their own (``snn-det-zoo import-weights``).
+        pretrained: load the weights of the tag (from the local cache, downloading when allowed; the user's
+            own weights come from the cache only).
         checkpoint_path: load these weights instead: a safetensors file or a plain state dict (the user's
             own training; an authors' pickled checkpoint is converted with ``snn-det-zoo import-weights``).
         **overrides: builder arguments that override the card's defaults (``num_classes``, ``T``, ``D``,
@@ -50,7 +59,12 @@ def create_model(
         tag = model.weights_tag
         if tag is None:
             raise UnknownModelError(f"model {arch!r} has no weights entries; pretrained=True cannot be honoured")
-        load_pretrained(model, arch, tag, model_info(arch)["weights"][tag])
+        weights = model_info(arch)["weights"]
+        if tag in weights:
+            load_pretrained(model, arch, tag, weights[tag])
+        else:  # build_model accepted the tag: the user's own weights
+            state_dict, path = cached_user_weights(arch, tag)
+            load_state_dict_strict(model, state_dict, str(path))
     return model
 
 

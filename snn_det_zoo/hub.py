@@ -13,6 +13,11 @@ Cache layout under ``$SNN_DET_ZOO_HOME`` (default ``~/.cache/snn_det_zoo``)::
                                                     ``source_sha256`` of the file it was made from; source,
                                                     variant
     downloads/<arch>/<tag>/<file>                   verified downloads of sources
+    trust/<arch>/<tag>.json                         the sha256 of the file first downloaded for an entry whose
+                                                    card states none (trust on first use, below)
+
+The paths themselves (:func:`zoo_home`, :func:`weights_dir`) are defined in :mod:`snn_det_zoo.registry`, which
+lists the user's own weights without torch; this module re-exports them.
 
 :func:`save_weights` writes the new safetensors under its content name first, then replaces ``card.json``
 atomically, then removes the files no card names: a crash at any point leaves the old complete entry or the
@@ -22,14 +27,26 @@ again before use; a corrupt one (in ``downloads/``, or an entry whose file does 
 removed and fetched or converted again, and when that is not possible the error says what was removed and
 how to get the weights.
 
+Weights the user imported under a tag of their own (``card.json`` with ``"kind": "user"``, see
+:mod:`snn_det_zoo.registry`) have no source to fetch again: :func:`cached_user_weights` never removes them,
+and a corrupt one is an error that says to import the file again.
+
+A ``gdrive-folder:<id>`` source names a Google Drive folder; its entry's ``folder_file`` names the file to take
+from it. gdown lists the folder (``gdown.download_folder(..., skip_download=True)``) and downloads that file
+(``gdown.download``); without ``folder_file`` the user is told to download by hand. Trust on first use: for a
+downloaded source whose entry has ``sha256: null`` (the authors publish no digest), the sha256 of the file seen
+on the first download is recorded under ``trust/`` and printed once on stderr; every later load, from the cache
+or a new download, must match it (:class:`HashMismatchError` otherwise, naming the file, both hashes and the
+record). Deleting the record trusts the next file anew.
+
 Downloads (:func:`download_url`): only ``https://`` URLs, or ``http://`` to this machine (local mirrors,
 tests). Every redirect target is checked the same way, a redirect may not change the scheme, and at most
 10 are followed. Each read has a ``timeout`` and the whole transfer a ``deadline_s``. Without a ``sha256``
 to verify them, the bytes are trusted only when the response has a ``Content-Length``; with or without a
 hash, a transfer that delivers more or fewer bytes than its ``Content-Length`` fails. Files are written to
 a temporary name, verified, then moved into place with ``os.replace``. Every network access goes through
-:func:`download_url`, :func:`_fetch_hf_hub` or :func:`_fetch_gdrive`, which obey ``SNN_DET_ZOO_OFFLINE=1``
-and ``HF_HUB_OFFLINE=1``.
+:func:`download_url`, :func:`_fetch_hf_hub`, :func:`_fetch_gdrive` or :func:`_fetch_gdrive_folder`, which
+obey ``SNN_DET_ZOO_OFFLINE=1`` and ``HF_HUB_OFFLINE=1``.
 
 Failures raise the errors of :mod:`snn_det_zoo.errors` (:class:`DownloadError` for HTTP, connection and
 transfer failures; :class:`HashMismatchError`, :class:`OfflineError`, :class:`WeightsNotFoundError`,
@@ -39,12 +56,16 @@ transfer failures; :class:`HashMismatchError`, :class:`OfflineError`, :class:`We
 from __future__ import annotations
 
 import datetime
+import glob
 import hashlib
 import http.client
 import ipaddress
 import json
 import os
 import re
+import secrets
+import shlex
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -69,6 +90,7 @@ from .errors import (
     WeightsNotFoundError,
     ZooError,
 )
+from .registry import USER_KIND, user_weights_card, weights_dir, zoo_home
 
 __all__ = [
     "CorruptCacheEntry",
@@ -76,6 +98,7 @@ __all__ = [
     "HashMismatchError",
     "OfflineError",
     "WeightsNotFoundError",
+    "cached_user_weights",
     "cached_weights",
     "clean_state_dict",
     "download_url",
@@ -85,6 +108,9 @@ __all__ = [
     "read_cached_card",
     "save_weights",
     "sha256_file",
+    "trust_record_path",
+    "trusted_sha256",
+    "verify_entry_file",
     "verify_sha256",
     "weights_dir",
     "zoo_home",
@@ -99,19 +125,6 @@ _WEIGHTS_FILE = re.compile(r"model(-[0-9a-f]{16})?\.safetensors")
 
 # ----------------------------------------------------------------------------------------------------------
 # Paths, switches, hashes
-
-
-def zoo_home() -> Path:
-    """The cache root: ``$SNN_DET_ZOO_HOME``, else ``~/.cache/snn_det_zoo``."""
-    return Path(os.environ.get("SNN_DET_ZOO_HOME") or Path.home() / ".cache" / "snn_det_zoo").expanduser()
-
-
-def weights_dir(arch: str, tag: str) -> Path:
-    """Where the weights ``arch.tag`` live once imported or downloaded."""
-    for part, what in ((arch, "arch"), (tag, "tag")):
-        if not part or "/" in part or "\\" in part or part in (".", ".."):
-            raise InvalidArgumentError(f"invalid {what} {part!r} for a weights cache path")
-    return zoo_home() / "weights" / arch / tag
 
 
 def is_offline() -> bool:
@@ -150,6 +163,123 @@ def _drop_if_corrupt(path: Path, sha256: str | None) -> str:
     note = f"removed the corrupt cached file {path} (sha256 {actual}, expected {sha256})"
     warnings.warn(f"{note}; fetching it again", stacklevel=3)
     return note
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Trust on first use: downloaded files whose weights entry states no sha256
+
+_NETWORK_SOURCES = ("https://", "http://", "hf-hub:", "gdrive:", "gdrive-folder:")
+
+
+def trust_record_path(arch: str, tag: str) -> Path:
+    """Where the sha256 of the file first downloaded for ``arch.tag`` is recorded: ``trust/<arch>/<tag>.json``.
+
+    Outside ``weights/`` and ``downloads/``, so that clearing the cache does not reset what is trusted.
+    """
+    weights_dir(arch, tag)  # the same checks of both names
+    return zoo_home() / "trust" / arch / f"{tag}.json"
+
+
+def _trust_record(arch: str, tag: str, entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first-use record that vouches for the entry's file; ``None`` when the entry states its own sha256,
+    is not downloaded, or nothing was recorded for its source (a record of another source does not apply)."""
+    if entry.get("sha256") is not None or not str(entry["source"]).startswith(_NETWORK_SOURCES):
+        return None
+    path = trust_record_path(arch, tag)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    # A damaged record is not silently replaced: that would trust whatever the next download brings.
+    reset = f"delete it to trust the next download of {arch}.{tag}"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointFormatError(f"{path}: corrupt first-use record ({exc}); {reset}") from exc
+    if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256"))):
+        raise CheckpointFormatError(f"{path}: corrupt first-use record (no valid sha256); {reset}")
+    same = record.get("source") == str(entry["source"]) and record.get("folder_file") == entry.get("folder_file")
+    return record if same else None
+
+
+def trusted_sha256(arch: str, tag: str, entry: Mapping[str, Any]) -> str | None:
+    """The sha256 recorded when the file of ``arch.tag`` (an entry with ``sha256: null``) was first downloaded;
+    ``None`` when no record applies."""
+    record = _trust_record(arch, tag, entry)
+    return None if record is None else str(record["sha256"]).lower()
+
+
+def _trust_note(arch: str, tag: str, record: Mapping[str, Any]) -> str:
+    path = trust_record_path(arch, tag)
+    return (f" (the authors publish no sha256 for {arch}.{tag}; {record['sha256']} is the one of the file first "
+            f"downloaded for it, on {record.get('first_seen', '?')}, recorded in {path}). If the authors have "
+            f"replaced the file and you trust the new one, delete {path} and try again")
+
+
+def _expected_source_sha256(arch: str, tag: str, entry: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The sha256 the entry's file must have (published, else first seen) and what to add to a mismatch."""
+    record = _trust_record(arch, tag, entry)
+    if record is not None:
+        return str(record["sha256"]).lower(), _trust_note(arch, tag, record)
+    return entry.get("sha256"), ""
+
+
+def verify_entry_file(arch: str, tag: str, entry: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
+    """The sha256 of ``path``, checked against the entry's sha256, else against the one first downloaded.
+
+    Raises:
+        HashMismatchError: naming the file, both hashes and, for a first-use digest, where it is recorded.
+    """
+    expected, note = _expected_source_sha256(arch, tag, entry)
+    actual = sha256_file(path)
+    if expected is not None and actual != expected.lower():
+        raise HashMismatchError(f"sha256 mismatch for weights {arch}.{tag}: file {path}: expected {expected}, got "
+                                f"{actual}{note}")
+    return actual
+
+
+def _create_new(dest: Path, data: bytes) -> bool:
+    """Write ``dest`` complete or not at all, only if it does not exist yet; whether it was written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for the cache
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            os.link(tmp, dest)  # fails where dest exists: of two first downloads, one records
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links
+            if dest.exists():
+                return False
+            os.replace(tmp, dest)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _record_first_use(arch: str, tag: str, entry: Mapping[str, Any], path: Path) -> str:
+    """Record the sha256 of the first file downloaded for ``arch.tag`` and say so once on stderr."""
+    digest = sha256_file(path)
+    record_path = trust_record_path(arch, tag)
+    record = {"name": f"{arch}.{tag}", "source": str(entry["source"]), "folder_file": entry.get("folder_file"),
+              "file": path.name, "size": path.stat().st_size, "sha256": digest,
+              "first_seen": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    if not _create_new(record_path, data):
+        current = _trust_record(arch, tag, entry)
+        if current is not None:  # another process recorded its first download meanwhile: that one counts
+            if str(current["sha256"]).lower() != digest:
+                raise HashMismatchError(f"sha256 mismatch for weights {arch}.{tag}: file {path}: expected "
+                                        f"{current['sha256']}, got {digest}{_trust_note(arch, tag, current)}")
+            return digest
+        with atomic_path(record_path) as tmp:  # the record of an earlier source of this entry
+            tmp.write_bytes(data)
+    print(f"snn-det-zoo: {arch}.{tag}: the authors publish no sha256 for {path.name}; trusting the file of this "
+          f"first download from now on: sha256 {digest} (recorded in {record_path}; every later load must "
+          "match it)", file=sys.stderr)
+    return digest
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -338,6 +468,76 @@ def _fetch_gdrive(file_id: str, dest: Path, sha256: str | None) -> Path:
     return dest
 
 
+# gdown >= 6 reads Drive's current folder page (embeddedfolderview); 6.3 added the timeouts passed below.
+_GDOWN_MIN = (6, 3)
+_GDRIVE_TIMEOUT = 60.0  # seconds without a byte from Google Drive before gdown gives up
+
+
+def _import_gdown(what: str, by_hand: str) -> Any:
+    need = f"{what} need gdown {'.'.join(map(str, _GDOWN_MIN))} or newer"
+    try:
+        import gdown
+    except ImportError as exc:
+        raise MissingDependencyError(f"{need}: pip install gdown (or pip install 'snn-det-zoo[gdrive]'); "
+                                     f"{by_hand}") from exc
+    found = re.match(r"(\d+)\.(\d+)", str(getattr(gdown, "__version__", "")))
+    if found and (int(found[1]), int(found[2])) < _GDOWN_MIN:
+        raise MissingDependencyError(f"{need}, found {gdown.__version__}: pip install -U gdown; {by_hand}")
+    return gdown
+
+
+def _fetch_gdrive_folder(arch: str, tag: str, entry: Mapping[str, Any], dest: Path, sha256: str | None) -> Path:
+    """The entry's ``folder_file`` from the Google Drive folder of its source, downloaded with gdown to ``dest``."""
+    folder_id, name = str(entry["source"])[len("gdrive-folder:"):], str(entry["folder_file"])
+    link = f"https://drive.google.com/drive/folders/{folder_id}"
+    by_hand = f"or download {name} from {link} by hand and run `snn-det-zoo import-weights {arch}.{tag} PATH`"
+    removed = _drop_if_corrupt(dest, sha256)
+    if dest.is_file():
+        return dest
+    if is_offline():
+        note = f" ({removed})" if removed else ""
+        raise OfflineError(f"{name} of the Google Drive folder {link} ({arch}.{tag}) is not cached at {dest}{note} "
+                           "and downloads are off (SNN_DET_ZOO_OFFLINE or HF_HUB_OFFLINE is set); unset the "
+                           f"switch, {by_hand}")
+    gdown = _import_gdown(f"weights in Google Drive folders ({arch}.{tag})", by_hand)
+    try:
+        # skip_download: only the listing; the cookie jar in the user's home is neither read nor written.
+        listing = gdown.download_folder(id=folder_id, skip_download=True, quiet=True, use_cookies=False,
+                                        timeout=_GDRIVE_TIMEOUT)
+    except Exception as exc:  # gdown's own, requests' and urllib3's error types
+        raise DownloadError(f"gdown could not list the Google Drive folder {link} of {arch}.{tag}: "
+                            f"{type(exc).__name__}: {exc}; {by_hand}") from exc
+    if listing is None:
+        raise DownloadError(f"gdown could not list the Google Drive folder {link} of {arch}.{tag}; {by_hand}")
+    files = [(str(item.path).replace(os.sep, "/"), str(item.id)) for item in listing]
+    ids = [file_id for path, file_id in files if path == name]
+    if not ids:
+        held = ", ".join(sorted(path for path, _ in files)) or "no files"
+        raise WeightsNotFoundError(f"the Google Drive folder {link} of {arch}.{tag} has no file {name!r} (its "
+                                   f"weights entry's folder_file); the folder holds: {held}")
+    if len(ids) > 1:
+        raise WeightsNotFoundError(f"the Google Drive folder {link} of {arch}.{tag} holds {len(ids)} files named "
+                                   f"{name!r} (ids {', '.join(ids)}), so which one is meant is unclear; {by_hand}")
+    with atomic_path(dest, suffix=".part") as tmp:
+        try:
+            got = gdown.download(id=ids[0], output=str(tmp), quiet=False, use_cookies=False,
+                                 timeout=_GDRIVE_TIMEOUT)
+        except Exception as exc:
+            raise DownloadError(f"gdown could not download {name} (id {ids[0]}) of the Google Drive folder {link}: "
+                                f"{type(exc).__name__}: {exc}; {by_hand}") from exc
+        finally:  # gdown keeps a failed transfer for resuming, beside tmp; nothing resumes it here
+            for partial in tmp.parent.glob(glob.escape(tmp.name) + "*.part"):
+                partial.unlink(missing_ok=True)
+        if got is None:
+            raise DownloadError(f"gdown could not download {name} (id {ids[0]}) of the Google Drive folder {link}; "
+                                f"{by_hand}")
+        actual = sha256_file(tmp)
+        if sha256 is not None and actual != sha256.lower():
+            raise HashMismatchError(f"sha256 mismatch for {name} downloaded from the Google Drive folder {link}: "
+                                    f"expected {sha256}, got {actual}")
+    return dest
+
+
 # ----------------------------------------------------------------------------------------------------------
 # State dicts
 
@@ -519,6 +719,12 @@ def cached_weights(
             raise _removed_entry(folder, None, None, f"have an unreadable card.json ({exc})") from None
         if card is None:
             return None
+        if card.get("kind") == USER_KIND:  # imported before the card had this tag; never taken for the card's
+            source = card.get("source") or "PATH"
+            raise WeightsNotFoundError(f"{folder} holds your own weights imported as {arch}.{tag} (from {source}), "
+                                       f"but the model card now has weights {arch}.{tag} of its own; import yours "
+                                       f"again under another tag (snn-det-zoo import-weights {arch}.<your tag> "
+                                       f"{shlex.quote(str(source))}), then delete {folder}")
         name, digest = _card_file(card), card.get("sha256")
         if name is None or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise _removed_entry(folder, card, None, f"have a card.json without a valid file and sha256 ({card})")
@@ -531,6 +737,11 @@ def cached_weights(
             raise HashMismatchError(f"cached weights {path} come from a file with sha256 {recorded}, but the "
                                     f"model card expects {expected}; delete {folder} and fetch or import "
                                     "again")
+        trusted = _trust_record(arch, tag, entry)
+        if trusted is not None and recorded != str(trusted["sha256"]).lower():
+            raise HashMismatchError(f"cached weights {path} come from a file with sha256 {recorded}, but "
+                                    f"expected {trusted['sha256']}{_trust_note(arch, tag, trusted)}; to fetch "
+                                    f"them again instead, delete {folder}")
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -541,6 +752,47 @@ def cached_weights(
         if actual != digest.lower():
             raise _removed_entry(folder, card, path, f"have sha256 {actual}, but their card.json says {digest}")
         return _read_safetensors(path, data), path
+    raise WeightsNotFoundError(f"the cache entry {folder} kept changing while it was read; try again")
+
+
+def cached_user_weights(arch: str, tag: str) -> tuple[OrderedDict[str, torch.Tensor], Path]:
+    """The state dict the user imported as ``arch.tag`` (a tag the card does not have) and its file, verified.
+
+    Nothing can fetch these again, so a corrupt entry is left in place and the error says to import again.
+
+    Raises:
+        WeightsNotFoundError: no such entry, or its file is gone.
+        HashMismatchError: the file's bytes are not those its ``card.json`` states.
+        CheckpointFormatError: an unreadable ``card.json`` or safetensors file.
+    """
+    folder = weights_dir(arch, tag)
+    for _ in range(3):  # a concurrent import may replace the file of the card just read: read again
+        card = user_weights_card(arch, tag)
+        if card is None:
+            raise WeightsNotFoundError(f"no weights {arch}.{tag} of yours in the cache ({folder}); import them: "
+                                       f"snn-det-zoo import-weights {arch}.{tag} PATH")
+        again = (f"import them again: snn-det-zoo import-weights {arch}.{tag} "
+                 f"{shlex.quote(str(card['source'])) if card.get('source') else 'PATH'}")
+        name, digest = _card_file(card), card.get("sha256")
+        if name is None or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise CheckpointFormatError(f"{folder / 'card.json'}: corrupt record of your weights {arch}.{tag} (no "
+                                        f"valid file and sha256); {again}")
+        path = folder / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if _current_card(folder) != card:
+                continue
+            raise WeightsNotFoundError(f"your weights {arch}.{tag}: the file {path} their card.json names is "
+                                       f"missing; {again}") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest.lower():
+            raise HashMismatchError(f"your weights {arch}.{tag} are corrupt: {path} has sha256 {actual}, but their "
+                                    f"card.json says {digest}; {again}")
+        try:
+            return _read_safetensors(path, data), path
+        except CheckpointFormatError as exc:
+            raise CheckpointFormatError(f"{exc}; {again}") from exc
     raise WeightsNotFoundError(f"the cache entry {folder} kept changing while it was read; try again")
 
 
@@ -555,10 +807,8 @@ def _manual_instructions(arch: str, tag: str, entry: Mapping[str, Any]) -> str:
             f"snn-det-zoo import-weights {arch}.{tag} /path/to/the/file")
 
 
-def fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
-    """A local, verified copy of the entry's source file (downloading when needed and allowed)."""
+def _local_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
     source, sha = str(entry["source"]), entry.get("sha256")
-    downloads = zoo_home() / "downloads" / arch / tag
     if source.startswith("file:"):
         path = Path(source[len("file:"):]).expanduser()
         if not path.is_file():
@@ -572,6 +822,12 @@ def fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
                                        "missing; reinstall snn-det-zoo")
         verify_sha256(path, sha, "shipped weights file")
         return path
+    raise InvalidArgumentError(f"weights {arch}.{tag}: unsupported source {source!r}")
+
+
+def _download_source(arch: str, tag: str, entry: Mapping[str, Any], sha: str | None) -> Path:
+    source = str(entry["source"])
+    downloads = zoo_home() / "downloads" / arch / tag
     if source.startswith(("https://", "http://")):  # download_url allows http only to localhost
         name = Path(urllib.parse.urlparse(source).path).name or "weights"
         return download_url(source, downloads / name, sha)
@@ -582,6 +838,29 @@ def fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
             return _fetch_gdrive(source[len("gdrive:"):], downloads / "checkpoint.pt", sha)
         except (MissingDependencyError, OfflineError, DownloadError) as exc:
             raise WeightsNotFoundError(f"{_manual_instructions(arch, tag, entry)} [{exc}]") from exc
-    if source.startswith("gdrive-folder:"):  # which file of the folder to take is a human decision
+    # gdrive-folder: which file of the folder to take is the card's folder_file, else a human decision
+    if not entry.get("folder_file"):
         raise WeightsNotFoundError(_manual_instructions(arch, tag, entry))
-    raise InvalidArgumentError(f"weights {arch}.{tag}: unsupported source {source!r}")
+    return _fetch_gdrive_folder(arch, tag, entry, downloads / Path(str(entry["folder_file"])).name, sha)
+
+
+def fetch_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
+    """A local, verified copy of the entry's source file (downloading when needed and allowed).
+
+    A downloaded file is checked against the entry's sha256; where the entry states none, against the sha256
+    recorded on the first download (trust on first use), which the first download records and prints.
+    """
+    source = str(entry["source"])
+    if not source.startswith(_NETWORK_SOURCES):
+        return _local_source(arch, tag, entry)
+    trusted = _trust_record(arch, tag, entry)
+    sha = entry.get("sha256") or (str(trusted["sha256"]).lower() if trusted is not None else None)
+    try:
+        path = _download_source(arch, tag, entry, sha)
+    except HashMismatchError as exc:
+        if trusted is None:
+            raise
+        raise HashMismatchError(f"{exc}{_trust_note(arch, tag, trusted)}") from exc
+    if sha is None:
+        _record_first_use(arch, tag, entry, path)
+    return path

@@ -6,6 +6,7 @@ Helpers live here as fixtures (no test module imports another).
 import json
 import math
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -28,6 +29,21 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SNN_DET_ZOO_HOME", str(tmp_path / "zoo_home"))
     monkeypatch.delenv("SNN_DET_ZOO_ILIF_BACKEND", raising=False)
     yield
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch):
+    """No test goes online: names other than the loopback do not resolve (download tests use a local server)."""
+    def loopback_only(host, *args, **kwargs):
+        if host is not None and str(host) not in _LOOPBACK:
+            raise OSError(f"tests stay offline: {host!r} is not the loopback")
+        return _real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

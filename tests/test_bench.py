@@ -221,3 +221,85 @@ def test_cli_bench_on_gen1_files_under_each_protocol(tmp_path, gen1_split):
             "gen1", "test", protocol, "2", "2", "240x304")
     assert main(["bench", "spikeyolo_n", "--dataset", "synthetic-shapes", "--protocol", "psee",
                  "--no-save", "--quiet"]) == 2
+
+
+def _without_shipped(card):
+    """``card`` without its weights entries that ship in the package (and its default tag if that was one)."""
+    import json
+
+    data = json.loads(json.dumps(card.data))
+    weights = {tag: e for tag, e in data.get("weights", {}).items() if not str(e["source"]).startswith("package:")}
+    if weights == data.get("weights", {}):
+        return card
+    data["weights"] = weights
+    if data.get("default_tag") not in weights:
+        data.pop("default_tag", None)
+    return _cards.VariantCard(name=card.name, family=card.family, card_path=card.card_path, data=data,
+                              family_data=card.family_data)
+
+
+def _shipped_card(monkeypatch, tmp_path) -> str:
+    """A card whose ems_yolo_res10_tiny ships weights (a random model's, saved in a temporary catalog)."""
+    import hashlib
+    import json
+
+    from safetensors.torch import save
+
+    import snn_det_zoo as zoo
+
+    real = _cards.variant_cards()["ems_yolo_res10_tiny"]
+    torch.manual_seed(0)
+    model = zoo.create_model("ems_yolo_res10_tiny", img_size=64)
+    data = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    (tmp_path / "catalog" / "weights").mkdir(parents=True)
+    (tmp_path / "catalog" / "weights" / "tiny.safetensors").write_bytes(data)
+    entry = {"source": "package:weights/tiny.safetensors", "sha256": hashlib.sha256(data).hexdigest(),
+             "format": "safetensors", "license": "MIT", "origin": "a test", "categories": "shapes",
+             "dataset": "synthetic-shapes", "model_args": {"img_size": 64}}
+    data_dict = json.loads(json.dumps(real.data))
+    data_dict.update(weights={"shapes": entry}, default_tag="shapes")
+    card = _cards.VariantCard(name=real.name, family=real.family, card_path=real.card_path, data=data_dict,
+                              family_data=real.family_data)
+    # Only this entry ships in the test's catalog: the real shipped entries are dropped from the other cards.
+    cards = {name: _without_shipped(other) for name, other in _cards.variant_cards().items()}
+    cards[real.name] = card
+    monkeypatch.setattr(_cards, "variant_cards", lambda: cards)
+    monkeypatch.setattr("snn_det_zoo.registry.variant_cards", lambda: cards)
+    monkeypatch.setattr("snn_det_zoo.hub.catalog_file", lambda rel: tmp_path / "catalog" / rel)
+    return entry["sha256"]
+
+
+def test_the_main_command_measures_every_shipped_weights_entry_as_json_rows(tmp_path, monkeypatch, capsys):
+    import json
+
+    sha = _shipped_card(monkeypatch, tmp_path)
+    results = tmp_path / "results"
+    argv = ["bench", "--json", "--num-samples", "4", "--batch-size", "4", "--device", "cpu", "--results",
+            str(results), "--seed", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    (record,) = [json.loads(line) for line in out.out.splitlines()]
+    assert list(record) == ["model", "weights", "dataset", "protocol", "T", "D", "map50", "map50_95", "energy_mj",
+                            "firing_rate", "params", "images_per_s", "latency_iqr_ms", "num_samples", "img_size",
+                            "seed"]
+    assert (record["model"], record["weights"], record["dataset"], record["seed"]) == \
+        ("ems_yolo_res10_tiny", "shapes", "synthetic-shapes", 3)
+    assert 0 <= record["map50_95"] <= record["map50"] <= 1 and record["num_samples"] == 4
+    assert record["params"] == _cards.variant_cards()["ems_yolo_res10_tiny"].data["num_params"]
+    assert record["img_size"] == 64 and record["images_per_s"] > 0
+    (row,) = read_rows(results_path("synthetic-shapes", "coco", results))
+    assert row["weights_sha256"] == sha and row["split"] == "val"
+    assert (results / "LEADERBOARD.md").is_file() and "ems_yolo_res10_tiny" in (results / "LEADERBOARD.md").read_text()
+    assert "wrote" in out.err  # the page paths go to stderr, so stdout stays JSON
+
+
+def test_a_shipped_file_that_does_not_match_its_card_is_refused(tmp_path, monkeypatch):
+    from snn_det_zoo.errors import HashMismatchError
+
+    _shipped_card(monkeypatch, tmp_path)
+    (tmp_path / "catalog" / "weights" / "tiny.safetensors").write_bytes(b"tampered")
+    import snn_det_zoo as zoo
+
+    monkeypatch.setenv("SNN_DET_ZOO_HOME", str(tmp_path / "home"))
+    with pytest.raises(HashMismatchError, match=r"tiny\.safetensors"):
+        zoo.create_model("ems_yolo_res10_tiny.shapes", pretrained=True)

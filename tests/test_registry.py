@@ -64,7 +64,8 @@ def test_create_model_overrides_the_card_defaults():
     assert model.model_name == "spikeyolo_n" and model.weights_tag is None
 
 
-def test_pretrained_without_cached_weights_says_how_to_import():
+def test_pretrained_without_cached_weights_says_how_to_import(monkeypatch):
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
     with pytest.raises(Exception, match="import-weights"):
         zoo.create_model("spikeyolo_s.coco_official", pretrained=True)
 

@@ -16,7 +16,7 @@ from ..errors import InvalidArgumentError
 from ..nn.detector import Detector
 from .loop import check_eval_args, evaluate
 from .rows import append_rows, check_results_file, make_row, results_path
-from .tracks import SYNTHETIC_DATASETS, check_protocol, make_track
+from .tracks import SYNTHETIC_DATASETS, SYNTHETIC_IMAGE_SIZE, check_protocol, make_track
 
 __all__ = ["BUILTIN_SAMPLES", "builtin_weights", "json_record", "parse_model_args", "run", "run_builtin"]
 
@@ -45,7 +45,7 @@ def run(
     protocol: str | None = None,
     split: str | None = None,
     num_samples: int = 64,
-    image_size: int = 128,
+    image_size: int | None = None,
     seed: int = 0,
     coco_root: str | os.PathLike[str] | None = None,
     coco_ann: str | os.PathLike[str] | None = None,
@@ -80,12 +80,17 @@ def run(
     init_from_env(str(eval_kwargs.get("device", "cpu")))
     args = dict(model_args or {})
     if dataset in SYNTHETIC_DATASETS:
-        args.setdefault("img_size", image_size)
+        if image_size is None and not pretrained and checkpoint_path is None:
+            image_size = SYNTHETIC_IMAGE_SIZE  # a random network is built for the built-in sets' size
+        if image_size is not None:
+            args.setdefault("img_size", image_size)
         if not pretrained and checkpoint_path is None:
             args.setdefault("num_classes", len(SHAPE_CLASSES))
             args.setdefault("class_names", "shapes")
     torch.manual_seed(seed)  # a randomly initialised model is a function of the seed too
     model = create_model(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **args)
+    if image_size is None:  # the synthetic images come at the model's own input size
+        image_size = max(model.transform.img_size)
     arch, tag = split_model_name(name)
     track = make_track(dataset, model, protocol=protocol, split=split, num_samples=num_samples,
                        image_size=image_size, seed=seed, coco_root=coco_root, coco_ann=coco_ann,

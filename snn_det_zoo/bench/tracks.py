@@ -24,10 +24,11 @@ from torch.utils.data import Dataset
 from ..errors import InvalidArgumentError
 from ..nn.detector import Detector
 
-__all__ = ["DATASETS", "PROTOCOLS", "SYNTHETIC_DATASETS", "CocoTrack", "Gen1Track", "SyntheticTrack", "Track",
-           "check_protocol", "collate", "make_track"]
+__all__ = ["DATASETS", "PROTOCOLS", "SYNTHETIC_DATASETS", "SYNTHETIC_IMAGE_SIZE", "CocoTrack", "Gen1Track",
+           "SyntheticTrack", "Track", "check_protocol", "collate", "make_track"]
 
 SYNTHETIC_DATASETS = ("synthetic-shapes", "synthetic-events")
+SYNTHETIC_IMAGE_SIZE = 128  # the built-in sets' default side: stride 32 still sees a 4x4 grid
 DATASETS = (*SYNTHETIC_DATASETS, "coco", "gen1")
 # The protocols each dataset can be scored under; the first is the default.
 PROTOCOLS: dict[str, tuple[str, ...]] = {
@@ -79,8 +80,8 @@ class SyntheticTrack(Track):
 
     protocol = "coco"
 
-    def __init__(self, name: str, num_samples: int = 64, image_size: int = 128, T: int = 2, seed: int = 0,
-                 split: str = "val") -> None:
+    def __init__(self, name: str, num_samples: int = 64, image_size: int = SYNTHETIC_IMAGE_SIZE, T: int = 2,
+                 seed: int = 0, split: str = "val") -> None:
         from ..data.synthetic import SyntheticEvents, SyntheticShapes
 
         if name == "synthetic-shapes":
@@ -166,7 +167,7 @@ def make_track(
     protocol: str | None = None,
     split: str | None = None,
     num_samples: int = 64,
-    image_size: int = 128,
+    image_size: int = SYNTHETIC_IMAGE_SIZE,
     seed: int = 0,
     coco_root: str | os.PathLike[str] | None = None,
     coco_ann: str | os.PathLike[str] | None = None,
