@@ -116,10 +116,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _print_table(rows: list[dict[str, str]]) -> None:
     """This run's rows as a fixed-width table (the leaderboard pages hold the full picture)."""
-    columns = (("model", "model"), ("weights", "tag"), ("dataset", "dataset"), ("T", "T"), ("D", "D"),
-               ("mAP50", "AP50"), ("mAP50-95", "AP"), ("energy mJ", "energy_mj"), ("firing", "firing_rate"),
-               ("img/s", "images_per_s"), ("+-ms", "latency_iqr_ms"))
-    table = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in rows]
+    columns = (("model", "model", ""), ("weights", "tag", ""), ("dataset", "dataset", ""), ("T", "T", ""),
+               ("D", "D", ""), ("mAP50", "AP50", ".1f"), ("mAP50-95", "AP", ".1f"), ("energy mJ", "energy_mj", ".3g"),
+               ("firing", "firing_rate", ".3f"), ("img/s", "images_per_s", ".1f"), ("+-ms", "latency_iqr_ms", ".1f"))
+
+    def cell(value: str, spec: str) -> str:  # the rows keep every digit; the table rounds for reading
+        try:
+            return format(float(value), spec) if spec and value else value
+        except ValueError:
+            return value
+
+    table = [[title for title, _, _ in columns]]
+    table += [[cell(row[key], spec) for _, key, spec in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

@@ -115,21 +115,29 @@ def test_wheel_carries_the_catalog_and_the_kernel_source(tmp_path):
     for card in (ROOT / "models").glob("*.yaml"):
         assert f"snn_det_zoo/model_cards/{card.name}" in names
     assert "snn_det_zoo/neurons/_ilif_kernel.cu" in names
+    for weights in (ROOT / "models" / "weights").glob("*.safetensors"):  # the shipped weights too
+        assert f"snn_det_zoo/model_cards/weights/{weights.name}" in names
     for module in (ROOT / "snn_det_zoo").rglob("*.py"):  # every module of the checkout ships
         assert module.relative_to(ROOT).as_posix() in names, module
     site = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                            str(wheel)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    probe = ("import snn_det_zoo, snn_det_zoo._cards as c; "
-             "print(snn_det_zoo.__file__); print(len(c.variant_cards()), len(snn_det_zoo.list_models()))")
+    probe = ("import hashlib, snn_det_zoo, snn_det_zoo._cards as c; "
+             "print(snn_det_zoo.__file__); print(len(c.variant_cards()), len(snn_det_zoo.list_models())); "
+             "print(sorted(hashlib.sha256(c.catalog_file(e['source'][8:]).read_bytes()).hexdigest() "
+             "for v in c.variant_cards().values() for e in v.data.get('weights', {}).values() "
+             "if e['source'].startswith('package:')))")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""},
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    location, counts = proc.stdout.split("\n")[:2]
+    location, counts, shipped = proc.stdout.split("\n")[:3]
     assert location.startswith(str(site))  # the installed copy, not the checkout
     cards, models = map(int, counts.split())
     assert cards == models == len(zoo.list_models())
+    cards_say = sorted(e["sha256"] for n in zoo.list_models() for e in zoo.model_info(n)["weights"].values()
+                       if e["source"].startswith("package:"))
+    assert cards_say and shipped == str(cards_say)  # the installed files are the ones the cards name
 
 
 def test_model_info_is_a_copy():

@@ -121,6 +121,11 @@ def test_card_defaults_and_overrides_reach_the_model():
     model = zoo.create_model("spikeyolo_n", num_classes=5, T=2, D=3, img_size=SIZE)
     assert (model.T, model.D, model.num_classes) == (2, 3, 5)
     assert model.model[26].cv3[0][-1].conv.out_channels == 5
+    # The variant's neuron is a default (the shipped event-trained spikeyolo_tiny takes the Gen1 neuron).
+    assert zoo.create_model("spikeyolo_tiny", neuron="gen1", img_size=SIZE).neuron_kind == "gen1"
+    assert zoo.create_model("spikeyolo_tiny", img_size=SIZE).neuron_kind == "coco"
+    with pytest.raises(InvalidArgumentError, match="neuron"):
+        zoo.create_model("spikeyolo_tiny", neuron="lif", img_size=SIZE)
 
 
 def test_static_input_is_repeated_over_time_and_state_is_reset():

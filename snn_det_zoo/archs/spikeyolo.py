@@ -590,7 +590,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
 
 def _create_spikeyolo(variant: str, **kwargs: Any) -> SpikeYOLO:
     scale, neuron = VARIANTS[variant]
-    return SpikeYOLO(scale=scale, neuron=neuron, **kwargs)
+    # The variant's neuron is a default: an event-trained small model takes the Gen1 neuron (neuron="gen1").
+    return SpikeYOLO(scale=scale, neuron=kwargs.pop("neuron", neuron), **kwargs)
 
 
 @register_model

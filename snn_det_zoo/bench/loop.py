@@ -9,6 +9,7 @@ shard; predictions and energy sums are gathered on rank 0, which scores them.
 
 from __future__ import annotations
 
+import logging
 import platform
 from typing import Any
 
@@ -55,7 +56,14 @@ def time_predict(model: nn.Module, inputs: list[torch.Tensor], device: torch.dev
     Returns ``images_per_s`` (batch size over the median), ``latency_ms`` (the median batch), and
     ``latency_iqr_ms`` (the interquartile range of the runs).
     """
-    from torch.utils.benchmark import Timer
+    # torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on machines without a GPU.
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_log.level
+    cpp_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        cpp_log.setLevel(level)
 
     def run() -> None:
         with torch.no_grad(), _autocast(device, precision):
