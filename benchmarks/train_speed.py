@@ -17,10 +17,10 @@ import argparse
 from pathlib import Path
 
 import torch
+from _results import write_results
 from torch.utils.benchmark import Timer
 
 import snn_det_zoo as zoo
-from snn_det_zoo._atomic import write_csv_atomic
 from snn_det_zoo.data.synthetic import SyntheticEvents, SyntheticShapes
 from snn_det_zoo.train import TrainingSet, parameter_groups, training_transform
 
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[-1].lower()
-    out = args.out or Path(__file__).resolve().parent / "results" / f"train_speed-{tag}-pt{torch.__version__}.csv"
-    write_csv_atomic(out, list(rows[0]), rows)
-    print(f"wrote {out}")
+    write_results(rows, "train_speed", tag, args.out)
     return 0
 
 

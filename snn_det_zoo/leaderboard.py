@@ -183,7 +183,13 @@ def _cell(row: dict[str, str] | None, column: str) -> str:
     if row is None:
         return ""
     value = _number(row[column])
-    return "" if value is None else f"{value:.4g}" if column in ("firing_rate", "gsops") else f"{value:.1f}"
+    if value is None:
+        return ""
+    if column in ("firing_rate", "gsops"):
+        return f"{value:.4g}"
+    if column in ("energy_mj", "params_m") and abs(value) < 10:  # a small model's 0.0318 mJ is not 0.0
+        return f"{value:.3g}"
+    return f"{value:.1f}"
 
 
 def _rank_key(entry: _Entry) -> tuple[float, str]:

@@ -289,6 +289,7 @@ def test_the_main_command_measures_every_shipped_weights_entry_as_json_rows(tmp_
     assert record["img_size"] == 64 and record["images_per_s"] > 0
     (row,) = read_rows(results_path("synthetic-shapes", "coco", results))
     assert row["weights_sha256"] == sha and row["split"] == "val"
+    assert record["map50"] == round(float(row["AP50"]) / 100, 10)  # the row's digits, as a fraction
     assert (results / "LEADERBOARD.md").is_file() and "ems_yolo_res10_tiny" in (results / "LEADERBOARD.md").read_text()
     assert "wrote" in out.err  # the page paths go to stderr, so stdout stays JSON
 

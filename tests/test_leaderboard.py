@@ -141,6 +141,14 @@ def test_same_setting_lines_up_paper_and_measured_on_one_line():
     assert line["Paper source"] == "Doe 2024 Table 1 [V]"
 
 
+def test_small_energies_and_parameter_counts_keep_their_digits():
+    board = Leaderboard.from_rows([_measured(energy_mj=0.0317917, params_m=0.394628),
+                                   _measured("spikeyolo_s", energy_mj=34.49, params_m=23.153024)])
+    lines = [dict(zip(board.tables[0].header(), cells, strict=True)) for cells in board.tables[0].body()]
+    got = {line["Model"]: (line["Energy (mJ) measured"], line["Params (M) measured"]) for line in lines}
+    assert got == {"spikeyolo_n": ("0.0318", "0.395"), "spikeyolo_s": ("34.5", "23.2")}
+
+
 def test_build_writes_markdown_html_and_png(tmp_path, monkeypatch):
     _fake_cards(monkeypatch)
     results = tmp_path / "results"

@@ -50,3 +50,4 @@ def test_the_python_example_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert len(namespace["dets"]) == 2 and namespace["mine"].num_classes == 80
+    assert namespace["tiny"].weights_tag == "shapes" and namespace["tiny"].class_names[0]

@@ -199,8 +199,9 @@ def run_builtin(*, num_samples: int = BUILTIN_SAMPLES, seed: int = 0,
 def json_record(row: dict[str, str]) -> dict[str, Any]:
     """A result row as the ``--json`` record: accuracy as fractions in [0, 1] (the cards' unit)."""
 
-    def number(key: str, scale: float = 1.0) -> float | None:
-        return float(row[key]) * scale if row.get(key) else None
+    def number(key: str, divisor: float = 1.0) -> float | None:
+        # Rounded so that the percent "68.2884" prints as 0.682884, not 0.6828839999999999.
+        return round(float(row[key]) / divisor, 10) if row.get(key) else None
 
     size: int | str = row.get("input_size", "")
     height, _, width = str(size).partition("x")
@@ -208,7 +209,7 @@ def json_record(row: dict[str, str]) -> dict[str, Any]:
         size = int(height)
     return {
         "model": row["model"], "weights": row["tag"], "dataset": row["dataset"], "protocol": row["protocol"],
-        "T": int(row["T"]), "D": int(row["D"]), "map50": number("AP50", 0.01), "map50_95": number("AP", 0.01),
+        "T": int(row["T"]), "D": int(row["D"]), "map50": number("AP50", 100), "map50_95": number("AP", 100),
         "energy_mj": number("energy_mj"), "firing_rate": number("firing_rate"),
         "params": round(float(row["params_m"]) * 1e6) if row.get("params_m") else None,
         "images_per_s": number("images_per_s"), "latency_iqr_ms": number("latency_iqr_ms"),
