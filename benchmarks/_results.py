@@ -1,4 +1,5 @@
-"""Where the benchmark scripts put their CSVs: benchmarks/results/<name>-<device>-pt<torch release>.csv."""
+"""Where the benchmark scripts put their CSVs: benchmarks/results/<name>-<device>-pt<torch release>.csv, one file
+per script, device and torch release, rewritten whole by each run (so it always holds one run's rows)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import torch
 from snn_det_zoo._atomic import write_csv_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def device_slug(device: torch.device) -> str:
+    """``cpu``, or the GPU's model: "NVIDIA H100 80GB HBM3" -> ``h100``, "NVIDIA H200" -> ``h200``."""
+    if device.type != "cuda":
+        return device.type
+    words = [w for w in torch.cuda.get_device_name(device).split() if w.upper() != "NVIDIA"]
+    model = next((w for w in words if any(c.isdigit() for c in w)), words[0] if words else "cuda")
+    return model.lower()
 
 
 def write_results(rows: list[dict[str, Any]], name: str, device: str, out: Path | None = None) -> Path:

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _results import RESULTS, device_slug
 from torch.utils.benchmark import Timer
 
 from snn_det_zoo._atomic import write_csv_atomic
 from snn_det_zoo.neurons import ILIFNode, ilif_reference
 from snn_det_zoo.neurons._ilif_backend import cupy_unavailable_reason
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CUDA_SHAPES = [(1, 16, 64, 160, 160), (4, 16, 128, 80, 80), (4, 16, 512, 20, 20)]
 CPU_SHAPES = [(4, 8, 64, 40, 40)]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -194,8 +194,7 @@ def run(device: torch.device, shapes, dtype_names, warmup: int, repeats: int) ->
 
 def default_results_path(prefix: str, device: torch.device) -> Path:
     """``results/<prefix>-<device>-pt<torch>.csv``: the file name states the conditions of the run."""
-    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[1].lower()
-    return RESULTS / f"{prefix}-{tag}-pt{torch.__version__.split('+')[0]}.csv"
+    return RESULTS / f"{prefix}-{device_slug(device)}-pt{torch.__version__.split('+')[0]}.csv"
 
 
 def write_rows(rows: list[dict], path: Path) -> None:

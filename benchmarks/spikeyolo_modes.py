@@ -82,7 +82,7 @@ def differing_share(a: list[dict], b: list[dict], min_score: float = 0.0) -> flo
 
 def measure(name: str, dataset: str | None, num_samples: int, seed: int, batch_size: int) -> list[dict]:
     base = zoo.create_model(name, pretrained=True).eval()
-    arch, tag = name.split(".")
+    arch, tag = base.model_name, base.weights_tag  # the card's default tag where the name has none
     dataset = dataset or zoo.model_info(arch)["weights"][tag]["dataset"]  # the set the weights were trained on
     track = make_track(dataset, base, split="val", num_samples=num_samples, seed=seed)
     first = track[0][0]

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from _results import write_results
+from _results import device_slug, write_results
 from torch.utils.benchmark import Timer
 
 import snn_det_zoo as zoo
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             row["train_speedup_vs_first_backend"] = round(row["train_images_per_s"] / first["train_images_per_s"], 3)
             rows.append(row)
             print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[-1].lower()
-    write_results(rows, "train_speed", tag, args.out)
+    write_results(rows, "train_speed", device_slug(device), args.out)
     return 0
 
 

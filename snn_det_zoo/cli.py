@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .errors import ZooError
+from .errors import InvalidArgumentError, ZooError
 
 __all__ = ["main"]
 
@@ -60,6 +60,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+_ONE_MODEL_OPTIONS = ("dataset", "protocol", "coco_root", "coco_ann", "gen1_root", "split", "pretrained", "weights",
+                      "image_size", "model_arg")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench.rows import default_results_dir
     from .bench.runner import BUILTIN_SAMPLES, json_record, parse_model_args, run, run_builtin
@@ -78,11 +82,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         fuse=args.fuse,
     )
     if args.model is None:  # the main command: every model with built-in weights
+        # Options that choose one model's track or weights mean nothing here: refuse them, do not drop them.
+        given = [f"--{name.replace('_', '-')}" for name in _ONE_MODEL_OPTIONS if getattr(args, name)]
+        if given:
+            raise InvalidArgumentError(f"bench without MODEL measures the shipped weights on their built-in sets; "
+                                       f"{', '.join(given)} need a MODEL (e.g. snn-det-zoo bench spikeyolo_n ...)")
         rows = run_builtin(num_samples=args.num_samples or BUILTIN_SAMPLES, **common)
     else:
         row = run(
             args.model,
-            args.dataset,
+            args.dataset or "synthetic-shapes",
             pretrained=args.pretrained,
             checkpoint_path=args.weights,
             protocol=args.protocol,
@@ -190,7 +199,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="arch or arch.tag; none: every model whose weights ship with the zoo, on the built-in "
                         "validation sets, then the leaderboard pages")
     p.add_argument("--json", action="store_true", help="print each result row as one JSON object per line")
-    p.add_argument("--dataset", default="synthetic-shapes", choices=_DATASETS, help="the track")
+    p.add_argument("--dataset", default=None, choices=_DATASETS, help="the track (default synthetic-shapes)")
     p.add_argument("--protocol", default=None, choices=_PROTOCOLS,
                    help="scoring protocol: coco (synthetic, coco), psee or frames (gen1; default psee)")
     p.add_argument("--coco-root", default=None, metavar="DIR", help="COCO image folder, e.g. val2017/")

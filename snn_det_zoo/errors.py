@@ -23,6 +23,7 @@ __all__ = [
     "MissingDependencyError",
     "OfflineError",
     "ResultsFormatError",
+    "UnexpectedArgumentError",
     "UnknownModelError",
     "UnsafeCheckpointError",
     "WeightsNotFoundError",
@@ -36,6 +37,10 @@ class ZooError(Exception):
 
 class InvalidArgumentError(ZooError, ValueError):
     """An argument has a value the function cannot use (the message names it and what is allowed)."""
+
+
+class UnexpectedArgumentError(InvalidArgumentError, TypeError):
+    """A builder was given a keyword argument it does not take (a misspelt ``--model-arg``)."""
 
 
 class UnknownModelError(ZooError, ValueError):

@@ -737,6 +737,9 @@ def cached_weights(
             raise HashMismatchError(f"cached weights {path} come from a file with sha256 {recorded}, but the "
                                     f"model card expects {expected}; delete {folder} and fetch or import "
                                     "again")
+        if card.get("card_source") not in (None, str(entry["source"])):  # the card has moved to another release
+            raise _removed_entry(folder, card, None, f"were made from {card['card_source']}, but the model card "
+                                 f"now names {entry['source']}")
         trusted = _trust_record(arch, tag, entry)
         if trusted is not None and recorded != str(trusted["sha256"]).lower():
             raise HashMismatchError(f"cached weights {path} come from a file with sha256 {recorded}, but "
@@ -825,9 +828,16 @@ def _local_source(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
     raise InvalidArgumentError(f"weights {arch}.{tag}: unsupported source {source!r}")
 
 
+def download_dir(arch: str, tag: str, entry: Mapping[str, Any]) -> Path:
+    """Where the entry's downloaded file is kept: one folder per source (and file of a folder), so that a card
+    that moves to another release never takes the old download for the new one."""
+    key = hashlib.sha256(f"{entry['source']}\n{entry.get('folder_file') or ''}".encode()).hexdigest()[:16]
+    return zoo_home() / "downloads" / arch / tag / key
+
+
 def _download_source(arch: str, tag: str, entry: Mapping[str, Any], sha: str | None) -> Path:
     source = str(entry["source"])
-    downloads = zoo_home() / "downloads" / arch / tag
+    downloads = download_dir(arch, tag, entry)
     if source.startswith(("https://", "http://")):  # download_url allows http only to localhost
         name = Path(urllib.parse.urlparse(source).path).name or "weights"
         return download_url(source, downloads / name, sha)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cards import variant_cards
-from .errors import CheckpointFormatError, InvalidArgumentError, UnknownModelError
+from .errors import CheckpointFormatError, InvalidArgumentError, UnexpectedArgumentError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -289,7 +289,13 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
         defaults.update(copy.deepcopy((entry or {}).get("model_args") or {}))
         if user is not None:
             defaults.update(copy.deepcopy(user.get("model_args") or {}))
-    model = _ENTRYPOINTS[arch](**{**defaults, **overrides})
+    try:
+        model = _ENTRYPOINTS[arch](**{**defaults, **overrides})
+    except TypeError as exc:  # a misspelt argument (--model-arg num_class=3) is the user's error, not a bug
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise UnexpectedArgumentError(f"{arch}: {exc}; the card's arguments are {sorted(defaults)} (snn-det-zoo "
+                                      f"info {arch})") from exc
     model.model_name = arch
     model.weights_tag = resolved
     return model

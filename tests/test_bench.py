@@ -304,3 +304,61 @@ def test_a_shipped_file_that_does_not_match_its_card_is_refused(tmp_path, monkey
     monkeypatch.setenv("SNN_DET_ZOO_HOME", str(tmp_path / "home"))
     with pytest.raises(HashMismatchError, match=r"tiny\.safetensors"):
         zoo.create_model("ems_yolo_res10_tiny.shapes", pretrained=True)
+
+
+def test_the_main_command_refuses_options_that_choose_one_model(tmp_path, capsys):
+    for extra in (["--dataset", "coco", "--coco-root", str(tmp_path)], ["--pretrained"], ["--model-arg", "T=2"]):
+        assert main(["bench", "--no-save", "--quiet", *extra]) == 2
+        assert "need a MODEL" in capsys.readouterr().err
+
+
+def test_the_main_command_checks_every_results_file_before_it_evaluates(tmp_path, monkeypatch):
+    _shipped_card(monkeypatch, tmp_path)
+    from snn_det_zoo.bench import runner
+
+    monkeypatch.setattr(runner, "builtin_weights", lambda: [("ems_yolo_res10_tiny.shapes", "synthetic-shapes"),
+                                                            ("ems_yolo_res10_tiny.shapes", "synthetic-events")])
+    results = tmp_path / "results"
+    results.mkdir()
+    results_path("synthetic-events", "coco", results).write_text("not,the,columns\n1,2,3\n")
+    evaluated = []
+    monkeypatch.setattr(runner, "run", lambda *a, **k: evaluated.append(a))
+    with pytest.raises(Exception, match=r"results-synthetic-events-coco\.csv"):
+        runner.run_builtin(num_samples=2, results_dir=results)
+    assert evaluated == [] and not results_path("synthetic-shapes", "coco", results).exists()
+
+
+@pytest.mark.parametrize("pair", ["num_classes=[3", "T={"])
+def test_a_model_arg_that_is_not_yaml_is_a_clear_error(pair, capsys):
+    assert main(["bench", "spikeyolo_tiny", "--model-arg", pair, "--no-save", "--quiet"]) == 2
+    assert f"--model-arg {pair!r}: the value is not readable as YAML" in capsys.readouterr().err
+
+
+def test_a_misspelt_builder_argument_is_a_clear_error(capsys):
+    # A zoo error (one line in the CLI) that is still the TypeError Python raises for an unknown keyword.
+    with pytest.raises(TypeError, match=r"spikeyolo_tiny: .*unexpected keyword argument 'num_class'") as info:
+        import snn_det_zoo as zoo
+
+        zoo.create_model("spikeyolo_tiny", num_class=3)
+    assert isinstance(info.value, InvalidArgumentError)
+    assert main(["bench", "spikeyolo_tiny", "--model-arg", "num_class=3", "--no-save", "--quiet"]) == 2
+    assert "num_class" in capsys.readouterr().err
+
+
+def test_every_shipped_weights_entry_loads_offline_and_detects(monkeypatch):
+    import snn_det_zoo as zoo
+    from snn_det_zoo.bench.runner import builtin_weights
+
+    monkeypatch.setenv("SNN_DET_ZOO_OFFLINE", "1")
+    found = dict(builtin_weights())
+    assert set(found) >= {"spikeyolo_tiny.shapes", "spikeyolo_tiny.shapes_events", "ems_yolo_res10_tiny.shapes",
+                          "ems_yolo_res10_tiny.shapes_events"}
+    for name, dataset in found.items():
+        model = zoo.create_model(name, pretrained=True)
+        arch, tag = name.split(".")
+        entry = zoo.model_info(arch)["weights"][tag]
+        for key, value in (entry.get("model_args") or {}).items():  # what the card says the weights need
+            assert getattr(model, {"neuron": "neuron_kind"}.get(key, key)) == value, (name, key)
+        track = make_track(dataset, model, split="val", num_samples=4, seed=1)
+        (dets,) = model.predict([track[0][0]], score_thresh=0.25)
+        assert len(dets["scores"]) > 0 and torch.isfinite(dets["boxes"]).all(), name  # trained: it finds shapes

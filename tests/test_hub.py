@@ -176,7 +176,7 @@ def test_load_pretrained_downloads_verifies_and_loads(server):
     entry = {"source": f"{base}/tiny.safetensors", "sha256": sha(data), "format": "safetensors"}
     model = load_pretrained(tiny().apply(lambda m: None), "tiny", "t1", entry)
     assert torch.equal(model[1].running_mean, source[1].running_mean)
-    assert (hub.zoo_home() / "downloads" / "tiny" / "t1" / "tiny.safetensors").is_file()
+    assert (hub.download_dir("tiny", "t1", entry) / "tiny.safetensors").is_file()
     load_pretrained(tiny(), "tiny", "t1", entry)  # second time: from the verified cache
     assert len(log) == 1
 
@@ -378,7 +378,7 @@ def test_corrupt_cache_entry_is_fetched_and_converted_again(server, fake_convert
     with pytest.warns(UserWarning, match=re.escape(f"have sha256 {sha(zeros)}")):
         model = load_pretrained(other(), "tiny", "t1", entry)
     assert torch.equal(model[0].weight, tiny()[0].weight) and len(fake_convert) == 2 and len(log) == 1
-    (hub.zoo_home() / "downloads" / "tiny" / "t1" / "best.pt").write_bytes(b"bad")
+    (hub.download_dir("tiny", "t1", entry) / "best.pt").write_bytes(b"bad")
     entry_file().write_bytes(b"bad")  # both corrupt: downloaded and converted again
     with pytest.warns(UserWarning):
         model = load_pretrained(other(), "tiny", "t1", entry)
@@ -410,10 +410,10 @@ def test_google_drive_corrupt_download_is_fetched_again(monkeypatch, fake_conver
         return output
 
     monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=download))
-    dest = hub.zoo_home() / "downloads" / "tiny" / "t1" / "checkpoint.pt"
+    entry = {"source": "gdrive:abc", "sha256": sha(payload), "format": "ultralytics-pickle"}
+    dest = hub.download_dir("tiny", "t1", entry) / "checkpoint.pt"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"truncated")
-    entry = {"source": "gdrive:abc", "sha256": sha(payload), "format": "ultralytics-pickle"}
     with pytest.warns(UserWarning, match=f"removed the corrupt cached file {re.escape(str(dest))}"):
         load_pretrained(other(), "tiny", "t1", entry)
     assert calls == ["abc"] and dest.read_bytes() == payload and fake_convert == [dest]

@@ -148,8 +148,8 @@ def drive(monkeypatch):
         httpd.server_close()
 
 
-def downloads() -> Path:
-    return hub.zoo_home() / "downloads" / ARCH / TAG
+def downloads(entry: dict | None = None) -> Path:
+    return hub.download_dir(ARCH, TAG, entry or ENTRY)
 
 
 def record() -> dict:
@@ -188,8 +188,9 @@ def test_the_named_file_is_found_downloaded_and_its_first_digest_recorded(drive,
 
 
 def test_a_file_in_a_subfolder_is_named_by_its_path(drive):
-    path = hub.fetch_source(ARCH, TAG, {**ENTRY, "folder_file": "logs/opt.yaml"})
-    assert path == downloads() / "opt.yaml" and path.read_bytes() == b"epochs: 300\n"
+    entry = {**ENTRY, "folder_file": "logs/opt.yaml"}
+    path = hub.fetch_source(ARCH, TAG, entry)
+    assert path == downloads(entry) / "opt.yaml" and path.read_bytes() == b"epochs: 300\n"
 
 
 def test_a_file_the_folder_lacks_is_an_error_listing_what_it_holds(drive):
@@ -305,6 +306,21 @@ def test_a_record_of_an_earlier_source_does_not_apply(drive, capsys):
                                                             "sha256": "d" * 64}))
     hub.fetch_source(ARCH, TAG, ENTRY)
     assert record()["sha256"] == sha(drive.files[BEST][1]) and "trusting the file" in capsys.readouterr().err
+
+
+def test_a_download_of_an_earlier_source_is_never_trusted_for_a_new_one(drive, fake_convert):
+    # The card once named another folder whose best.pt is still cached, converted, under the same name.
+    old = {**ENTRY, "source": "gdrive-folder:old"}
+    stale = hub.download_dir(ARCH, TAG, old) / "best.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"the old release")
+    hub.save_weights(ARCH, TAG, {"w": torch.zeros(1)}, {"source": str(stale), "card_source": old["source"]})
+    path = hub.fetch_source(ARCH, TAG, ENTRY)
+    assert path != stale and path.read_bytes() == drive.files[BEST][1] and record()["sha256"] == sha(path.read_bytes())
+    with pytest.warns(UserWarning, match="were made from gdrive-folder:old, but the model card now names"):
+        with pytest.raises(hub.CorruptCacheEntry):
+            hub.cached_weights(ARCH, TAG, ENTRY)
+    assert hub.read_cached_card(ARCH, TAG) is None  # removed, so that the new release is converted instead
 
 
 # ------------------------------------------------------------------------------------- offline, no gdown

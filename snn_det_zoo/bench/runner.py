@@ -160,7 +160,11 @@ def parse_model_args(pairs: list[str], option: str = "--model-arg") -> dict[str,
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidArgumentError(f"{option} expects KEY=VALUE, got {pair!r}")
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise InvalidArgumentError(f"{option} {pair!r}: the value is not readable as YAML "
+                                       f"({str(exc).splitlines()[0]})") from None
     return out
 
 
@@ -187,6 +191,9 @@ def run_builtin(*, num_samples: int = BUILTIN_SAMPLES, seed: int = 0,
     found = builtin_weights()
     if not found:
         raise InvalidArgumentError("no model card names weights that ship with the zoo (source package:)")
+    if results_dir is not None:  # every results file is checked before the first model runs
+        for dataset in dict.fromkeys(dataset for _, dataset in found):
+            check_results_file(results_path(dataset, check_protocol(dataset, None), results_dir))
     rows = []
     for name, dataset in found:
         row = run(name, dataset, pretrained=True, split="val", num_samples=num_samples, seed=seed,
