@@ -27,7 +27,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own weights cache; nothing under the user's home is touched."""
     monkeypatch.setenv("SNN_DET_ZOO_HOME", str(tmp_path / "zoo_home"))
-    monkeypatch.delenv("SNN_DET_ZOO_ILIF_BACKEND", raising=False)
+    # The user's own settings do not reach the tests (those that need one set it).
+    for name in ("SNN_DET_ZOO_ILIF_BACKEND", "SNN_DET_ZOO_RESULTS", "SNN_DET_ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
     yield
 
 

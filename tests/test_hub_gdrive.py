@@ -210,6 +210,24 @@ def test_a_folder_drive_refuses_is_a_download_error_that_says_how_to_get_the_fil
     assert f"snn-det-zoo import-weights {ARCH}.{TAG} PATH" in message
 
 
+def test_two_files_of_the_same_name_are_not_guessed_between(drive):
+    second = "1SecondBestAAAAAAAAAAAAAAAAAAAAAAA"
+    drive.folders[FOLDER][1].append(("file", second, "best.pt"))
+    drive.files[second] = ("best.pt", b"another best")
+    with pytest.raises(WeightsNotFoundError, match=rf"holds 2 files named 'best.pt' \(ids {BEST}, {second}\)"):
+        hub.fetch_source(ARCH, TAG, ENTRY)
+    assert drive.requests_for("/uc") == [] and not hub.trust_record_path(ARCH, TAG).exists()
+
+
+def test_a_failed_file_download_leaves_no_file_and_no_record(drive):
+    del drive.files[BEST]  # listed, but Drive answers 404 for the file itself
+    with pytest.raises(DownloadError, match=rf"could not download best.pt \(id {BEST}\)"):
+        hub.fetch_source(ARCH, TAG, ENTRY)
+    folder = downloads()
+    assert not folder.exists() or list(folder.iterdir()) == []  # no partial or temporary file left
+    assert not hub.trust_record_path(ARCH, TAG).exists()
+
+
 def test_a_folder_entry_without_folder_file_still_asks_for_the_manual_import():
     with pytest.raises(WeightsNotFoundError, match=f"drive/folders/{FOLDER}.*import-weights {ARCH}.{TAG}"):
         hub.fetch_source(ARCH, TAG, {k: v for k, v in ENTRY.items() if k != "folder_file"})
