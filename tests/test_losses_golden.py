@@ -8,11 +8,12 @@ tests/data/make_loss_golden.py ran the authors' code on a 128x128 input with 5 c
 head maps of strides 8/16/32; EMS-YOLO's two raw outputs of strides 16/32 with the COCO P4/P5 anchors) and
 wrote tests/data/loss_golden.json: per case the targets, the authors' total and parts, and the gradient of the
 total with respect to every input (fingerprints per map, plus the full gradient of the smallest map for one
-case per loss). The float64 inputs are not stored: :func:`_uniform` (a pure-Python splitmix64 stream, exact
-on every machine) rebuilds them, and their exact sums in the file prove it did. The cases cover batches with
-one to six boxes per image, an empty image, an all-empty batch, nested boxes sharing anchors, anchor centres
-on box edges, boxes in the border cells, two targets in one YOLOv5 cell, thin boxes that fail ``anchor_t`` on
-every anchor and a batch that matches nothing on YOLOv5's second level.
+case per loss). The float64 inputs are not stored: tests/loss_golden_inputs.py (a pure-Python splitmix64
+stream, exact on every machine), which the generator drew them with, rebuilds them, and their exact sums in
+the file prove it did. The cases cover batches with one to six boxes per image, an empty image, an all-empty
+batch, nested boxes sharing anchors, anchor centres on box edges, boxes in the border cells, two targets in one
+YOLOv5 cell, thin boxes that fail ``anchor_t`` on every anchor and a batch that matches nothing on YOLOv5's
+second level.
 
 Tolerances: the authors accumulate the parts in float32 tensors (``torch.zeros(3)``, ``torch.zeros(1)``), so
 their totals and parts are float32-rounded (measured: at most 1.1e-7 relative) while ours stay float64. Their
@@ -28,11 +29,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from loss_golden_inputs import grid_anchors, uniform, v8_maps  # the generator draws the inputs with it too
 
 from snn_det_zoo.nn.losses import V8DetectionLoss, YOLOv5Loss
 
@@ -41,45 +42,18 @@ SETTINGS = GOLDEN["settings"]
 IMG, NC, REG_MAX = SETTINGS["img"], SETTINGS["num_classes"], SETTINGS["reg_max"]
 REL = 1e-6  # see the module docstring
 
-_MASK = (1 << 64) - 1
-
-
-def _splitmix64(seed: int) -> Iterator[int]:
-    """Vigna's splitmix64, as make_loss_golden.py draws it."""
-    state = seed & _MASK
-    while True:
-        state = (state + 0x9E3779B97F4A7C15) & _MASK
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        yield z ^ (z >> 31)
-
-
-def _uniform(seed: int, shapes: list[tuple[int, ...]], scale: float) -> list[torch.Tensor]:
-    """float64 tensors uniform on [-scale, scale), filled in order (the generator's ``uniform``)."""
-    stream = _splitmix64(seed)
-    return [torch.tensor([((next(stream) >> 11) * 2.0 ** -52 - 1.0) * scale for _ in range(math.prod(shape))],
-                         dtype=torch.float64).view(shape) for shape in shapes]
-
 
 def _v8_maps(case: dict) -> list[torch.Tensor]:
-    """The generator's ``v8_maps``: uniform logits, ``-dist_slope * bin`` on the distance logits,
-    ``cls_offset`` on the class logits."""
     batch = len(case["targets"])
     shapes = [(batch, 4 * REG_MAX + NC, IMG // s, IMG // s) for s in SETTINGS["v8_strides"]]
-    maps = _uniform(case["seed"], shapes, case["scale"])
-    bins = torch.arange(REG_MAX, dtype=torch.float64).view(1, 1, REG_MAX, 1)
-    for m in maps:
-        flat = m.view(m.shape[0], 4 * REG_MAX + NC, -1)
-        flat[:, :4 * REG_MAX] -= (case["dist_slope"] * bins).expand(-1, 4, -1, -1).reshape(1, 4 * REG_MAX, 1)
-        flat[:, 4 * REG_MAX:] += case["cls_offset"]
+    maps = v8_maps(case["seed"], case["scale"], case["dist_slope"], case["cls_offset"], shapes, REG_MAX)
     return [m.requires_grad_() for m in maps]
 
 
 def _v5_raw(case: dict) -> list[torch.Tensor]:
     batch = len(case["targets"])
     shapes = [(batch, 3, IMG // s, IMG // s, 5 + NC) for s in SETTINGS["v5_strides"]]
-    return [r.requires_grad_() for r in _uniform(case["seed"], shapes, case["scale"])]
+    return [r.requires_grad_() for r in uniform(case["seed"], shapes, case["scale"])]
 
 
 def _targets(case: dict) -> list[dict[str, torch.Tensor]]:
@@ -88,10 +62,7 @@ def _targets(case: dict) -> list[dict[str, torch.Tensor]]:
 
 
 def _v5_anchors() -> torch.Tensor:
-    """The Detect buffer: the COCO anchors in pixels over the strides, [levels, 3, 2] grid units."""
-    strides = SETTINGS["v5_strides"]
-    px = torch.tensor(SETTINGS["v5_anchors_px"], dtype=torch.float32).view(len(strides), 3, 2)
-    return px / torch.tensor(strides, dtype=torch.float32).view(-1, 1, 1)
+    return grid_anchors(SETTINGS["v5_anchors_px"], SETTINGS["v5_strides"])
 
 
 def _v8_loss() -> V8DetectionLoss:
@@ -115,7 +86,7 @@ def _check(case: dict, inputs: list[torch.Tensor], total: torch.Tensor, parts: l
     for name, ours, theirs in zip(("part 0", "part 1", "part 2"), parts, case["parts"], strict=True):
         _close(ours.item(), theirs, name, atol=1e-12)
     total.backward()
-    weights = _uniform(case["seed"] + SETTINGS["weight_seed_offset"], [tuple(t.shape) for t in inputs], 1.0)
+    weights = uniform(case["seed"] + SETTINGS["weight_seed_offset"], [tuple(t.shape) for t in inputs], 1.0)
     for level, (x, w, golden) in enumerate(zip(inputs, weights, case["grad"], strict=True)):
         g = x.grad
         scale = golden["abs_sum"]

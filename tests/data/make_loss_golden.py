@@ -24,8 +24,8 @@ COCO P4/P5 anchors in pixels divided by the strides 16 and 32, ``stride`` [16, 3
 
 Geometry: a 128x128 input, 5 classes. SpikeYOLO's head maps are [B, 64+5, 16, 16], [B, 69, 8, 8], [B, 69, 4, 4];
 EMS-YOLO's raw outputs [B, 3, 8, 8, 10] and [B, 3, 4, 4, 10]. The logits are float64, drawn uniformly from
-[-scale, scale) by a pure-Python splitmix64 stream (:func:`uniform`, restated in the test, so the test rebuilds
-them bit for bit; the file stores a checksum of each input to prove it). The targets are hand-made boxes whose
+[-scale, scale) by a pure-Python splitmix64 stream (:func:`loss_golden_inputs.uniform`, which the test draws with
+too; the file stores a checksum of each input to prove it). The targets are hand-made boxes whose
 corners are multiples of 1/8 px, so the authors' formats (Ultralytics ``{'batch_idx', 'cls', 'bboxes'}`` and
 YOLOv5's ``[N, 6]`` rows, normalised xywh, float32 as their data loaders give them) hold exactly the boxes our
 per-image xyxy dicts hold: no rounding hides in the format conversion.
@@ -48,11 +48,15 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import torch
+
+# The inputs are drawn by the module the test draws them with (tests/loss_golden_inputs.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loss_golden_inputs import grid_anchors, uniform
+from loss_golden_inputs import v8_maps as v8_maps_of
 
 UPSTREAM = {"v8": "BICLab/SpikeYOLO@309ef5e ultralytics/utils/loss.py v8DetectionLoss",
             "v5": "BICLab/EMS-YOLO@fbfc2ca utils/loss.py ComputeLoss"}
@@ -64,47 +68,15 @@ V5_ANCHORS_PX = ((10, 14, 23, 27, 37, 58), (81, 82, 135, 169, 344, 319))  # COCO
 V5_BASE = {"box": 0.05, "obj": 1.0, "cls": 0.5}  # hyp.scratch.yaml
 WEIGHT_SEED_OFFSET = 1_000_003  # the fingerprint weights' stream: seed + this
 
-_MASK = (1 << 64) - 1
-
-
-def splitmix64(seed: int) -> Iterator[int]:
-    """Vigna's splitmix64: 64-bit integers, the same on every machine (pure integer arithmetic)."""
-    state = seed & _MASK
-    while True:
-        state = (state + 0x9E3779B97F4A7C15) & _MASK
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        yield z ^ (z >> 31)
-
-
-def uniform(seed: int, shapes: list[tuple[int, ...]], scale: float) -> list[torch.Tensor]:
-    """float64 tensors of ``shapes`` (filled in order, C order) uniform on [-scale, scale): exact dyadic values
-    ``(k / 2**52 - 1) * scale`` for a power-of-two ``scale``."""
-    stream = splitmix64(seed)
-    out = []
-    for shape in shapes:
-        n = math.prod(shape)
-        values = [((next(stream) >> 11) * 2.0 ** -52 - 1.0) * scale for _ in range(n)]
-        out.append(torch.tensor(values, dtype=torch.float64).view(shape))
-    return out
-
 
 def v8_shapes(batch: int) -> list[tuple[int, ...]]:
     return [(batch, 4 * REG_MAX + NC, IMG // s, IMG // s) for s in V8_STRIDES]
 
 
 def v8_maps(case: dict) -> list[torch.Tensor]:
-    """SpikeYOLO head maps: uniform logits, then ``-dist_slope * bin`` added to each side's 16 distance logits
-    (so the expected distances are a few bins and every level's predictions fit some box, as after a little
-    training) and ``cls_offset`` to the class logits. All values stay exact (dyadic) floats."""
-    maps = uniform(case["seed"], v8_shapes(len(case["images"])), case["scale"])
-    bins = torch.arange(REG_MAX, dtype=torch.float64).view(1, 1, REG_MAX, 1)
-    for m in maps:
-        flat = m.view(m.shape[0], 4 * REG_MAX + NC, -1)
-        flat[:, :4 * REG_MAX] -= (case["dist_slope"] * bins).expand(-1, 4, -1, -1).reshape(1, 4 * REG_MAX, 1)
-        flat[:, 4 * REG_MAX:] += case["cls_offset"]
-    return maps
+    """SpikeYOLO head maps of a case (see :func:`loss_golden_inputs.v8_maps`)."""
+    return v8_maps_of(case["seed"], case["scale"], case["dist_slope"], case["cls_offset"],
+                      v8_shapes(len(case["images"])), REG_MAX)
 
 
 def v5_shapes(batch: int) -> list[tuple[int, ...]]:
@@ -123,8 +95,7 @@ def v5_hyp() -> dict[str, float]:
 
 def v5_anchors() -> torch.Tensor:
     """``Detect.anchors`` after ``check_anchor_order``/stride division: [levels, 3, 2] in grid units."""
-    px = torch.tensor(V5_ANCHORS_PX, dtype=torch.float32).view(len(V5_STRIDES), 3, 2)
-    return px / torch.tensor(V5_STRIDES, dtype=torch.float32).view(-1, 1, 1)
+    return grid_anchors(V5_ANCHORS_PX, V5_STRIDES)
 
 
 # Boxes per image: (x1, y1, x2, y2, class) in input pixels, corners multiples of 1/8.
