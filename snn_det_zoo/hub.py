@@ -90,7 +90,7 @@ from .errors import (
     WeightsNotFoundError,
     ZooError,
 )
-from .registry import USER_KIND, user_weights_card, weights_dir, zoo_home
+from .registry import USER_KIND, read_cache_record, user_weights_card, weights_dir, zoo_home
 
 __all__ = [
     "CorruptCacheEntry",
@@ -611,19 +611,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> OrderedDict[str, torch
 
 
 def _read_card(card: Path) -> dict[str, Any] | None:
-    try:
-        text = card.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointFormatError(f"{card}: corrupt cache record ({exc}); delete {card.parent} and import "
-                                    "again") from exc
-    if not isinstance(record, dict):
-        raise CheckpointFormatError(f"{card}: corrupt cache record (a JSON {type(record).__name__}, not an "
-                                    f"object); delete {card.parent} and import again")
-    return record
+    return read_cache_record(card, f"delete {card.parent} and import again")
 
 
 def _current_card(folder: Path) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ __all__ = [
     "is_model",
     "list_models",
     "model_info",
+    "read_cache_record",
     "register_model",
     "split_model_name",
     "user_weights",
@@ -141,23 +142,33 @@ def check_user_tag(tag: str) -> None:
                                    "and '-', starting with a letter or digit (e.g. mytag, run-2)")
 
 
-def _read_user_card(arch: str, tag: str) -> dict[str, Any] | None:
-    card_path = weights_dir(arch, tag) / "card.json"
-    again = f"import the weights again: snn-det-zoo import-weights {arch}.{tag} PATH"
+def read_cache_record(card_path: Path, remedy: str) -> dict[str, Any] | None:
+    """A weights cache ``card.json`` as a dict; ``None`` when there is none.
+
+    Raises:
+        CheckpointFormatError: unreadable, not JSON or not a JSON object (names the file, then ``remedy``).
+    """
     try:
         text = card_path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointFormatError(f"{card_path}: unreadable cache record ({exc}); {again}") from exc
+        raise CheckpointFormatError(f"{card_path}: unreadable cache record ({exc}); {remedy}") from exc
     try:
         card = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CheckpointFormatError(f"{card_path}: corrupt cache record ({exc}); {again}") from exc
+        raise CheckpointFormatError(f"{card_path}: corrupt cache record ({exc}); {remedy}") from exc
     if not isinstance(card, dict):
         raise CheckpointFormatError(f"{card_path}: corrupt cache record (a JSON {type(card).__name__}, not an "
-                                    f"object); {again}")
-    if card.get("kind") == USER_KIND and not isinstance(card.get("model_args", {}), dict):
+                                    f"object); {remedy}")
+    return card
+
+
+def _read_user_card(arch: str, tag: str) -> dict[str, Any] | None:
+    card_path = weights_dir(arch, tag) / "card.json"
+    again = f"import the weights again: snn-det-zoo import-weights {arch}.{tag} PATH"
+    card = read_cache_record(card_path, again)
+    if card is not None and card.get("kind") == USER_KIND and not isinstance(card.get("model_args", {}), dict):
         raise CheckpointFormatError(f"{card_path}: corrupt cache record (model_args is not a mapping); {again}")
     return card
 

@@ -495,3 +495,11 @@ def test_failures_raise_zoo_errors(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match="pip install huggingface_hub"):
         load_pretrained(tiny(), "tiny", "t2", {"source": "hf-hub:org/repo/model.safetensors",
                                                    "sha256": None, "format": "safetensors"})
+
+
+def test_a_cache_card_that_is_not_text_is_a_format_error_naming_it():
+    card = hub.weights_dir("tiny", "t1") / "card.json"
+    card.parent.mkdir(parents=True)
+    card.write_bytes(b"\xff\xfe{")  # not UTF-8: the same error as for corrupt JSON, not a UnicodeDecodeError
+    with pytest.raises(CheckpointFormatError, match=rf"{re.escape(str(card))}: unreadable cache record .*delete"):
+        hub.read_cached_card("tiny", "t1")
