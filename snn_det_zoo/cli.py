@@ -36,12 +36,56 @@ def _device(name: str) -> str:
 # ---------------------------------------------------------------------------------------------- commands
 
 
+def _list_record(name: str) -> dict[str, object]:
+    """One line of ``list``: what the card says of ``arch`` (or ``arch.tag``), from the catalog alone."""
+    from .registry import model_info, split_model_name, weights_status
+
+    arch, tag = split_model_name(name)
+    info = model_info(name)
+    defaults = dict(info.get("defaults") or {})
+    if tag is not None:  # what the weights were trained with (e.g. the event modality and T)
+        defaults.update((info["weights"].get(tag) or {}).get("model_args") or {})
+        defaults.update((info.get("user_weights") or {}).get("model_args") or {})
+    tags = [tag] if tag is not None else sorted(info.get("weights") or {})
+    return {
+        "name": name,
+        "family": info["family"],
+        "params_m": round(info["num_params"] / 1e6, 2) if info.get("num_params") else None,
+        "T": defaults.get("T"),
+        "D": defaults.get("D"),
+        "modality": defaults.get("modality", "image"),
+        "weights": {t: weights_status(arch, t) for t in tags},
+    }
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from .registry import list_models
 
-    for name in list_models(args.pattern or "*", pretrained=args.pretrained):
-        print(name)
+    names = list_models(args.pattern or "*", pretrained=args.pretrained)
+    if args.names:
+        print("\n".join(names))
+        return 0
+    records = [_list_record(name) for name in names]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    header = ("name", "family", "params (M)", "T", "D", "input", "weights")
+    table = [header] + [
+        (r["name"], r["family"], "" if r["params_m"] is None else f"{r['params_m']:g}", str(r["T"] or ""),
+         str(r["D"] or ""), r["modality"], ", ".join(f"{t} ({s})" for t, s in r["weights"].items()) or "none")
+        for r in records
+    ]
+    _print_columns(table)
+    if not records:
+        print(f"no model matches {args.pattern!r} (snn-det-zoo list shows them all)")
     return 0
+
+
+def _print_columns(table: Sequence[Sequence[str]]) -> None:
+    """Rows of text cells as left-aligned columns."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -108,13 +152,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         for row in rows:
             print(json.dumps(json_record(row)))
-    elif args.model is not None:
-        keys = ("model", "dataset", "protocol", "T", "D", "samples", "AP", "AP50", "params_m", "gsops",
-                "energy_mj", "firing_rate", "images_per_s", "latency_ms")
-        for row in rows:
-            print(", ".join(f"{k}={row[k]}" for k in keys))
     else:
-        _print_table(rows)
+        _print_table(rows, builtin=args.model is None)
     if args.model is None and results is not None and rows:
         from .leaderboard import build
 
@@ -123,11 +162,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[dict[str, str]]) -> None:
-    """This run's rows as a fixed-width table (the leaderboard pages hold the full picture)."""
-    columns = (("model", "model", ""), ("weights", "tag", ""), ("dataset", "dataset", ""), ("T", "T", ""),
-               ("D", "D", ""), ("mAP50", "AP50", ".1f"), ("mAP50-95", "AP", ".1f"), ("energy mJ", "energy_mj", ".3g"),
-               ("firing", "firing_rate", ".3f"), ("img/s", "images_per_s", ".1f"), ("+-ms", "latency_iqr_ms", ".1f"))
+def _print_table(rows: list[dict[str, str]], builtin: bool) -> None:
+    """This run's rows as a fixed-width table with units (the leaderboard pages hold the full picture)."""
+    columns = (("model", "model", ""), ("weights", "tag", ""), ("dataset", "dataset", ""),
+               ("protocol", "protocol", ""), ("T", "T", ""), ("D", "D", ""), ("samples", "samples", ""),
+               ("size", "input_size", ""), ("mAP50 %", "AP50", ".1f"), ("mAP50-95 %", "AP", ".1f"),
+               ("energy mJ", "energy_mj", ".3g"), ("firing", "firing_rate", ".3f"), ("img/s", "images_per_s", ".1f"),
+               ("+-ms", "latency_iqr_ms", ".1f"))
 
     def cell(value: str, spec: str) -> str:  # the rows keep every digit; the table rounds for reading
         try:
@@ -137,12 +178,11 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
     table = [[title for title, _, _ in columns]]
     table += [[cell(row[key], spec) for _, key, spec in columns] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-    print("mAP in percent on the validation split of each model's built-in set (pycocotools); energy per image "
-          "(45 nm constants); speed: median images/s of repeated batches, +-ms the interquartile range of "
-          "a batch's latency.")
+    _print_columns(table)
+    where = "on the validation split of each model's built-in set" if builtin else "under the protocol named"
+    print(f"mAP in percent {where} (coco: pycocotools); energy per sample in mJ (the constants of the row, "
+          "45 nm by default); firing: mean firing rate; speed: median images/s of repeated batches, +-ms the "
+          "interquartile range of a batch's latency.")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -159,6 +199,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     ))
     print(f"wrote {out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .bench.runner import parse_model_args
+    from .factory import create_model
+    from .predict import RecordingWindows, predict_files
+    from .registry import model_info, split_model_name
+
+    arch, tag = split_model_name(args.model)
+    if args.weights is None and tag is None and model_info(arch).get("default_tag") is None:
+        raise InvalidArgumentError(f"{args.model} has no weights of the zoo's: give --weights FILE, or a model "
+                                   "with weights (snn-det-zoo list --pretrained)")
+    model = create_model(args.model, pretrained=args.weights is None, checkpoint_path=args.weights,
+                         **parse_model_args(args.model_arg)).to(_device(args.device))
+    windows = RecordingWindows(window_ms=args.window_ms, every_ms=args.every_ms, start_ms=args.start_ms,
+                               end_ms=args.end_ms)
+    paths = predict_files(model, args.inputs, args.out, score_thresh=args.score_thresh, iou_thresh=args.iou_thresh,
+                          max_detections=args.max_detections, batch_size=args.batch_size, windows=windows,
+                          representation=args.representation, name=args.model)
+    pictures = len(paths) - 1
+    print(f"wrote {pictures} picture{'s' * (pictures != 1)} and {paths[-1]}")
     return 0
 
 
@@ -264,6 +326,36 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="draw a model's detections on images, folders of images or Prophesee .dat "
+                       "recordings (PNG per image or window, a GIF per recording, detections.json)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="arch.tag whose weights to use (e.g. spikeyolo_tiny.shapes), or arch with --weights")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or .dat recordings")
+    p.add_argument("--weights", default=None, metavar="FILE", help="a safetensors or state-dict file of your own "
+                   "instead of the zoo's weights")
+    p.add_argument("--out", default="runs/predict", metavar="DIR", help="output folder")
+    p.add_argument("--score-thresh", type=float, default=0.25,
+                   help="keep detections scoring at least this (the models' own default, 0.001, is for mAP)")
+    p.add_argument("--iou-thresh", type=float, default=None, help="NMS IoU threshold (default: the model's)")
+    p.add_argument("--max-detections", type=int, default=None, help="detections kept per input (default: the "
+                   "model's)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--window-ms", type=float, default=250.0,
+                   help="recordings: the events before each prediction, ms")
+    p.add_argument("--every-ms", type=float, default=None,
+                   help="recordings: one prediction every N ms (default: --window-ms, windows side by side)")
+    p.add_argument("--start-ms", type=float, default=0.0, help="recordings: where the first window starts, ms")
+    p.add_argument("--end-ms", type=float, default=None, help="recordings: the last prediction time, ms (default: "
+                   "the last event)")
+    p.add_argument("--representation", default=None, help="recordings: the event representation (default: the "
+                   "model family's own: spikeyolo, emsyolo; also emsyolo_head, histogram)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="builder argument, repeatable (e.g. --model-arg T=2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    p.set_defaults(func=_cmd_predict)
+
+
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="a paper's table rows (params, mAP, energy) against this code's",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -286,9 +378,13 @@ def _build_parser() -> argparse.ArgumentParser:
                                      "weights, benchmarks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered models (fnmatch pattern)")
-    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern (default: every model)")
-    p.add_argument("--pretrained", action="store_true", help="list arch.tag names that have weights entries")
+    p = sub.add_parser("list", help="registered models as a table: family, params, T, D, input, and where each "
+                       "weights tag is (built-in, cached, downloadable, manual)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'spikeyolo*'")
+    p.add_argument("--pretrained", action="store_true", help="one line per weights entry (arch.tag) instead")
+    p.add_argument("--json", action="store_true", help="the table as a JSON list")
+    p.add_argument("--names", action="store_true", help="the names alone, one per line (for scripts)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="print a model card as JSON")
@@ -319,6 +415,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot (no matplotlib needed)")
     p.set_defaults(func=_cmd_leaderboard)
 
+    _add_predict(sub)
     _add_reproduce(sub)
     return parser
 

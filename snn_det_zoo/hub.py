@@ -90,7 +90,7 @@ from .errors import (
     WeightsNotFoundError,
     ZooError,
 )
-from .registry import USER_KIND, read_cache_record, user_weights_card, weights_dir, zoo_home
+from .registry import LEGACY_WEIGHTS_FILE, USER_KIND, read_cache_record, user_weights_card, weights_dir, zoo_home
 
 __all__ = [
     "CorruptCacheEntry",
@@ -119,7 +119,6 @@ __all__ = [
 _TRUE = {"1", "true", "yes", "on"}
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_LEGACY_FILE = "model.safetensors"  # what a card without "file" (older versions) vouches for
 _WEIGHTS_FILE = re.compile(r"model(-[0-9a-f]{16})?\.safetensors")
 
 
@@ -633,7 +632,7 @@ def read_cached_card(arch: str, tag: str) -> dict[str, Any] | None:
 
 def _card_file(card: Mapping[str, Any] | None) -> str | None:
     """The weights file a card vouches for, or ``None`` when the card's ``file`` is not one of ours."""
-    name = card.get("file", _LEGACY_FILE) if card is not None else None
+    name = card.get("file", LEGACY_WEIGHTS_FILE) if card is not None else None
     return name if isinstance(name, str) and _WEIGHTS_FILE.fullmatch(name) else None
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "LEGACY_WEIGHTS_FILE",
     "USER_KIND",
     "UnknownModelError",
     "build_model",
@@ -48,6 +49,7 @@ __all__ = [
     "split_model_name",
     "user_weights",
     "user_weights_card",
+    "weights_status",
     "weights_dir",
     "zoo_home",
 ]
@@ -56,6 +58,7 @@ _ENTRYPOINTS: dict[str, Callable[..., Any]] = {}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+LEGACY_WEIGHTS_FILE = "model.safetensors"  # what a cache card without "file" (older versions) vouches for
 USER_KIND = "user"  # card.json "kind" of weights the user imported under a tag of their own
 # Tags of the user's own weights: a folder name on every OS and one part of "arch.tag".
 _USER_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -213,6 +216,26 @@ def user_weights(arch: str | None = None) -> dict[str, dict[str, Any]]:
             if card is not None:
                 out[f"{folder.name}.{entry.name}"] = card
     return out
+
+
+def weights_status(arch: str, tag: str) -> str:
+    """Where the weights ``arch.tag`` are: ``built-in`` (ship with the zoo), ``cached`` (in the weights cache,
+    including the user's own), ``downloadable`` (the zoo fetches them on first use) or ``manual`` (the user
+    must get the file and run ``snn-det-zoo import-weights``). Reads files only, no torch."""
+    entry = (variant_cards()[arch].data.get("weights") or {}).get(tag) if arch in variant_cards() else None
+    source = str((entry or {}).get("source") or "")
+    if source.startswith("package:"):
+        return "built-in"
+    try:
+        record = read_cache_record(weights_dir(arch, tag) / "card.json", "")
+    except (CheckpointFormatError, InvalidArgumentError):
+        record = None
+    name = record.get("file", LEGACY_WEIGHTS_FILE) if record is not None else None
+    if isinstance(name, str) and name and (weights_dir(arch, tag) / name).is_file():
+        return "cached"
+    if source.startswith(("https://", "hf-hub:", "gdrive:", "gdrive-folder:")):
+        return "downloadable"
+    return "manual"
 
 
 # ----------------------------------------------------------------------------------------------------------

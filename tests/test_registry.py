@@ -97,7 +97,7 @@ def test_shipped_cards_are_valid_yaml_and_closed_schema():
 
 
 def test_cli_list_and_info(capsys):
-    assert cli_main(["list", "spikeyolo_s*"]) == 0
+    assert cli_main(["list", "spikeyolo_s*", "--names"]) == 0
     assert capsys.readouterr().out.split() == ["spikeyolo_s", "spikeyolo_s_gen1"]
     assert cli_main(["info", "ems_yolo_cfg_resnet34_cat"]) == 0
     assert '"num_params": 25449022' in capsys.readouterr().out

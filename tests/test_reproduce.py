@@ -75,7 +75,7 @@ def test_measured_rows_get_differences_and_verdicts(tmp_path):
 
     def measure(name, dataset, **kwargs):
         calls.append((name, dataset, kwargs))
-        return {"AP": "45.7", "AP50": "61.0", "energy_mj": "40", "samples": "5000"}
+        return {"AP": "45.7", "AP50": "61.0", "energy_mj": "40", "samples": "5000", "protocol": kwargs["protocol"]}
 
     rows = _spikeyolo_s_coco(paper_table("spikeyolo", coco=tmp_path, measure=measure, device="cpu"))
     (call,) = calls  # three card entries, one setting: measured once
@@ -85,12 +85,33 @@ def test_measured_rows_get_differences_and_verdicts(tmp_path):
     assert kwargs["coco_root"] == tmp_path / "val2017" and kwargs["device"] == "cpu"
     assert kwargs["coco_ann"] == tmp_path / "annotations" / "instances_val2017.json"
     by = {(r.quantity, r.citation[:8]): r for r in rows}
+    # pycocotools' AP is not the authors' Ultralytics-internal AP: shown, but no difference and no verdict.
     ap = by[("AP", "arXiv:24")]
-    assert ap.paper == pytest.approx(45.5) and ap.difference == pytest.approx(0.2) and ap.verdict == "match"
-    assert by[("AP50", "arXiv:24")].verdict == "differs"  # 61.0 against 62.3
-    energy = by[("energy_mj", "BICLab/S")]
+    assert (ap.paper, ap.measured, ap.difference, ap.verdict) == (pytest.approx(45.5), 45.7, None, "not comparable")
+    assert by[("AP50", "arXiv:24")].verdict == "not comparable"
+    assert "not comparable: measured under protocol coco, the paper's AP is under ultralytics-internal" in ap.note
+    energy = by[("energy_mj", "BICLab/S")]  # energy does not depend on the AP definition
     assert energy.verdict == "differs" and energy.tolerance == "±10%"  # 40 against 34.6: 16 % more
     assert "the paper's is ultralytics-internal" in ap.note and "5000 samples" in ap.note
+    assert "| not comparable |" in to_markdown("spikeyolo", rows) and "not comparable" in to_markdown(
+        "spikeyolo", rows).splitlines()[2]
+
+
+def test_a_verdict_where_the_protocols_match(tmp_path):
+    """Gen1 is measured under the paper's own frames protocol: there the AP gets its difference and verdict."""
+    folder = weights_dir("spikeyolo_s_gen1", "gen1_official")
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text(json.dumps({"sha256": "0" * 64}))
+
+    def measure(name, dataset, **kwargs):
+        return {"AP": "40.0", "AP50": "66.9", "energy_mj": "", "samples": "100", "protocol": kwargs["protocol"]}
+
+    rows = [r for r in paper_table("spikeyolo", gen1=tmp_path, measure=measure)
+            if r.model == "spikeyolo_s_gen1" and r.quantity in ("AP", "AP50")]
+    assert rows and all(r.protocol == "frames" for r in rows)
+    by = {r.quantity: r for r in rows}
+    assert by["AP50"].difference == pytest.approx(66.9 - 67.2) and by["AP50"].verdict == "match"
+    assert by["AP"].difference == pytest.approx(40.0 - 40.4) and by["AP"].verdict == "match"
 
 
 def test_cli_prints_the_table_and_writes_csv(tmp_path, capsys):

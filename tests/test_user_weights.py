@@ -95,7 +95,7 @@ def test_shapes_are_checked_strictly_against_the_architecture(tmp_path):
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     with pytest.raises(KeyMapError, match=r"shape mismatches .*in the weights file") as info:
         import_weights(f"{TINY}.three", path)
-    assert f"the model create_model('{TINY}') builds" in str(info.value)
+    assert f"(for {TINY}.three: the model {TINY} builds)" in str(info.value)
     assert hub.read_cached_card(TINY, "three") is None and f"{TINY}.three" not in zoo.list_models(pretrained=True)
 
     # Trained with other builder arguments: they are stored with the weights and build the model again.

@@ -9,9 +9,10 @@ card's citation and confidence), put what this project measures beside it, the d
   set is given (``--coco DIR``, ``--gen1 DIR``) and the variant's weights are in the local cache; otherwise
   the row says which data, where, and which weights (with the import command) it needs.
 
-Verdicts: ``match`` (within the stated tolerance), ``differs``, ``not measured``. COCO is measured with
-pycocotools (protocol ``coco``); the papers' COCO numbers are Ultralytics/YOLOv5-internal AP, so such rows
-name both protocols in their note. Gen1 rows are measured under the paper's own ``frames`` protocol.
+Verdicts: ``match`` (within the stated tolerance), ``differs``, ``not comparable`` (measured, but under
+another protocol than the paper's: no difference is given), ``not measured``. COCO is measured with
+pycocotools (protocol ``coco``); the papers' COCO numbers are Ultralytics/YOLOv5-internal AP, so those AP
+rows are measured and shown but not comparable, and their note says why. Gen1 rows are measured under the paper's own ``frames`` protocol.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ TOLERANCES: dict[str, tuple[str, float]] = {
 }
 _UNITS = {"params": "", "params_m": "M", "AP": "%", "AP50": "%", "energy_mj": "mJ"}
 _PAPER_COLUMNS = ("params_m", "AP50", "AP", "energy_mj")  # result-row columns a paper row may fill
+_ACCURACY_COLUMNS = ("AP50", "AP")  # depend on the protocol's AP definition
 # The card's dataset name -> (CLI option, what it must hold, the harness dataset).
 _DATA = {
     "coco-val2017": ("--coco DIR", "COCO val2017 (DIR/val2017/ and DIR/annotations/instances_val2017.json)",
@@ -67,7 +69,7 @@ class PaperRow:
     D: str
     paper: float
     measured: float | None
-    verdict: str  # match, differs, not measured
+    verdict: str  # match, differs, not comparable, not measured
     tolerance: str
     citation: str
     confidence: str
@@ -75,7 +77,10 @@ class PaperRow:
 
     @property
     def difference(self) -> float | None:
-        return None if self.measured is None else self.measured - self.paper
+        """Measured minus paper; ``None`` when not measured or measured under another definition."""
+        if self.measured is None or self.verdict == "not comparable":
+            return None
+        return self.measured - self.paper
 
 
 def _verdict(quantity: str, paper: float, measured: float | None) -> str:
@@ -211,8 +216,7 @@ def paper_table(
         for column in _PAPER_COLUMNS:
             if not entry[column]:
                 continue
-            value = float(entry[column])
-            paper_value = value
+            paper_value = float(entry[column])
             measured = None
             row_note = note
             if column == "params_m":
@@ -220,10 +224,17 @@ def paper_table(
                 row_note = "measured: parameters of the model built here"
             elif measured_row is not None and measured_row.get(column):
                 measured = float(measured_row[column])
+            verdict = _verdict(column, paper_value, measured)
+            # An AP is only compared with an AP of the same definition: a paper's training-framework AP
+            # (ultralytics-internal, yolov5-internal) is not pycocotools' AP, nor Gen1 frames the psee protocol.
+            if measured is not None and column in _ACCURACY_COLUMNS and measured_row["protocol"] != entry["protocol"]:
+                verdict = "not comparable"
+                row_note += (f"; not comparable: measured under protocol {measured_row['protocol']}, the paper's "
+                             f"{column} is under {entry['protocol']}")
             rows.append(PaperRow(
                 model=entry["model"], quantity=column, dataset=entry["dataset"], protocol=entry["protocol"],
                 T=entry["T"], D=entry["D"], paper=paper_value, measured=measured,
-                verdict=_verdict(column, paper_value, measured), tolerance=_describe_tolerance(column),
+                verdict=verdict, tolerance=_describe_tolerance(column),
                 citation=entry["citation"], confidence=entry["confidence"], note=row_note,
             ))
     return rows
@@ -253,7 +264,7 @@ def _cells(row: PaperRow) -> list[str]:
 
 def to_markdown(paper: str, rows: list[PaperRow]) -> str:
     """The rows as a Markdown table with a heading and the verdict counts."""
-    counts = {v: sum(r.verdict == v for r in rows) for v in ("match", "differs", "not measured")}
+    counts = {v: sum(r.verdict == v for r in rows) for v in ("match", "differs", "not comparable", "not measured")}
     lines = [f"# {paper}: paper tables against this code", "",
              "Paper values as the model cards record them (confidence: V verified, S secondary source, M "
              "recalled); mAP in percent; energy per sample with E_AC = 0.9 pJ, E_MAC = 4.6 pJ. "

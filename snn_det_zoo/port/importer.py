@@ -100,7 +100,8 @@ def convert_user_file(
         raise CheckpointFormatError(f"{exc}. Weights under a tag of your own must be a safetensors file or a plain "
                                     f"state dict; the authors' checkpoints are imported under the card's tags "
                                     f"({card_tags})") from exc
-    built = f"create_model({arch!r}" + "".join(f", {k}={v!r}" for k, v in args.items()) + ")"
+    # Named as on the command line, where import-weights is mostly run (the same builder arguments in Python).
+    built = arch + "".join(f" --model-arg {k}={v}" for k, v in args.items())
     state_dict = map_state_dict(state_dict, model_shapes(arch, **args),
                                 what=f"weights file {path} (for {arch}.{tag}: the model {built} builds)")
     record: dict[str, Any] = {"kind": USER_KIND, "source": str(path.resolve()), "source_sha256": source_sha,

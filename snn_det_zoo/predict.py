@@ -1,0 +1,273 @@
+"""Seeing detections: ``snn-det-zoo predict MODEL INPUT...`` draws a model's boxes on images and recordings.
+
+An INPUT is an image file, a folder of images (and recordings), or a Prophesee ``.dat`` event recording. An
+image model draws its boxes, class names and scores on each image
+(:func:`torchvision.utils.draw_bounding_boxes`); an event model reads a recording window by window (the
+events before each prediction time, in the model family's own Gen1 representation), draws its boxes on a
+two-colour rendering of each window and writes the windows as an animated GIF. Every run writes
+``detections.json`` beside the pictures: per input (and per window), the boxes in the input's own pixels, the
+scores, the label indices and the class names. All files of a run are renamed into place together.
+
+Shaped after ``yolo predict`` of Ultralytics: pictures and a machine-readable record in an output folder of
+the user's choosing (default ``runs/predict``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._atomic import write_files_atomic
+from .data.gen1 import DatFile
+from .data.gen1_dataset import REPRESENTATIONS
+from .errors import DataFormatError, DataNotFoundError, InvalidArgumentError
+from .nn.detector import Detector
+
+__all__ = ["IMAGE_SUFFIXES", "RecordingWindows", "collect_inputs", "draw_detections", "predict_files",
+           "render_events"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+RECORDING_SUFFIX = ".dat"
+# Colour-blind-safe class colours (Okabe-Ito), one per label index modulo their number.
+_PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+            (204, 121, 167), (0, 0, 0))
+_READABLE_SIDE = 384  # pictures smaller than this are enlarged for the labels' sake
+# Event renderings: white where no event fell, ON and OFF events in two colours (the last event of a pixel).
+_BACKGROUND, _ON_COLOUR, _OFF_COLOUR = (255, 255, 255), (0, 90, 181), (220, 50, 32)
+
+
+@dataclass(frozen=True)
+class RecordingWindows:
+    """Which windows of a recording an event model sees: one prediction every ``every_ms`` from
+    ``start_ms + window_ms`` to ``end_ms`` (default: the recording's last event), each from the ``window_ms``
+    of events before it."""
+
+    window_ms: float = 250.0
+    every_ms: float | None = None  # default: window_ms (windows side by side)
+    start_ms: float = 0.0
+    end_ms: float | None = None
+
+    def times_us(self, last_event_us: int) -> list[int]:
+        """The prediction times (the end of each window), in microseconds."""
+        window, every = self.window_ms * 1000, (self.every_ms or self.window_ms) * 1000
+        if window <= 0 or every <= 0 or self.start_ms < 0:
+            raise InvalidArgumentError(f"window and step must be positive and the start not negative, got "
+                                       f"--window-ms {self.window_ms}, --every-ms {self.every_ms}, "
+                                       f"--start-ms {self.start_ms}")
+        first = self.start_ms * 1000 + window
+        if self.end_ms is None:  # up to the first window that holds the last event (windows are half-open)
+            count = max(1, math.ceil((last_event_us + 1 - first) / every) + 1)
+            return [int(round(first + k * every)) for k in range(count)]
+        end = self.end_ms * 1000
+        if end < first:
+            raise InvalidArgumentError(f"the first window ends at {first / 1000:g} ms, after the end of the span "
+                                       f"({end / 1000:g} ms); shorten --window-ms or move --start-ms/--end-ms")
+        return [int(round(t)) for t in np.arange(first, end + 1e-6, every)]
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Image files and recordings named by ``paths``: a file as given, a folder's files (not its subfolders)
+    with an image or ``.dat`` suffix in name order.
+
+    Raises:
+        DataNotFoundError: a path that does not exist, a folder with no such file, or no input at all.
+        InvalidArgumentError: a file that is neither an image nor a ``.dat`` recording.
+    """
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) is not None)
+            if not inside:
+                raise DataNotFoundError(f"{path}: no image ({', '.join(IMAGE_SUFFIXES)}) or {RECORDING_SUFFIX} "
+                                        "recording in this folder")
+            found += inside
+        elif path.is_file():
+            if _kind(path) is None:
+                raise InvalidArgumentError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}) nor a Prophesee "
+                                           f"{RECORDING_SUFFIX} recording")
+            found.append(path)
+        else:
+            raise DataNotFoundError(f"{path}: no such file or folder")
+    if not found:
+        raise DataNotFoundError("no input given: name image files, folders or .dat recordings")
+    return found
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "recording" if suffix == RECORDING_SUFFIX else None
+
+
+def draw_detections(image: torch.Tensor, detections: dict[str, torch.Tensor],
+                    class_names: Sequence[str]) -> torch.Tensor:
+    """``image`` (uint8 ``[3, H, W]``) with each box, class name and score drawn on it.
+
+    A small image is enlarged by a whole factor first (nearest neighbour, to at least 384 pixels on its long
+    side) so that the labels stay readable; the boxes are scaled with it.
+    """
+    from torchvision.utils import draw_bounding_boxes
+
+    scale = max(1, -(-_READABLE_SIDE // max(image.shape[-2:])))
+    if scale > 1:
+        image = image.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    labels = detections["labels"].tolist()
+    if not labels:
+        return image
+    names = [_class_name(class_names, label) for label in labels]
+    colours = [_PALETTE[label % len(_PALETTE)] for label in labels]
+    text = [f"{name} {score:.2f}" for name, score in zip(names, detections["scores"].tolist(), strict=True)]
+    width = max(2, round(max(image.shape[-2:]) / 320))
+    return draw_bounding_boxes(image, detections["boxes"].float().cpu() * scale, labels=text, colors=colours,
+                               width=width, fill_labels=True, label_colors=(0, 0, 0),
+                               label_background_colors=colours)
+
+
+def _class_name(class_names: Sequence[str], label: int) -> str:
+    return class_names[label] if 0 <= label < len(class_names) else str(label)
+
+
+def render_events(events: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """A window of events as a uint8 ``[3, height, width]`` picture: white where no event fell, ON events blue,
+    OFF events red (each pixel shows its last event)."""
+    picture = np.empty((height, width, 3), dtype=np.uint8)
+    picture[:] = _BACKGROUND
+    if len(events):
+        x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
+        if x.max() >= width or y.max() >= height:
+            raise DataFormatError(f"events outside the {width}x{height} sensor (max x {x.max()}, max y {y.max()})")
+        colours = np.where(events["p"].astype(bool)[:, None], _ON_COLOUR, _OFF_COLOUR).astype(np.uint8)
+        picture[y, x] = colours  # in time order: a later event of a pixel overwrites an earlier one
+    return torch.from_numpy(picture).permute(2, 0, 1).contiguous()
+
+
+# Pillow (a dependency of torchvision) reads and writes the pictures: torchvision's own image codecs are
+# deprecated since 0.29.
+def _encode(images: Sequence[torch.Tensor], **gif: Any) -> bytes:
+    """uint8 ``[3, H, W]`` pictures as one PNG, or (with GIF options) an animated GIF."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(f.permute(1, 2, 0).cpu().numpy()) for f in images]
+    buffer = io.BytesIO()
+    if gif:
+        pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], **gif)
+    else:
+        pictures[0].save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _record(detections: dict[str, torch.Tensor], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"box": [round(v, 2) for v in box], "score": round(score, 4), "label": label,
+             "name": _class_name(class_names, label)}
+            for box, score, label in zip(detections["boxes"].tolist(), detections["scores"].tolist(),
+                                         detections["labels"].tolist(), strict=True)]
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot decode the image ({exc})") from exc
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+
+def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _representation(model: Detector, representation: str | None) -> str:
+    name = representation or model.event_representation
+    if name not in REPRESENTATIONS:
+        raise InvalidArgumentError(f"unknown event representation {name!r}; known: {', '.join(REPRESENTATIONS)}")
+    return name
+
+
+def predict_files(
+    model: Detector,
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    score_thresh: float | None = None,
+    iou_thresh: float | None = None,
+    max_detections: int | None = None,
+    batch_size: int = 8,
+    windows: RecordingWindows | None = None,
+    representation: str | None = None,
+    name: str = "",
+) -> list[Path]:
+    """Run ``model`` on ``inputs`` and write the pictures and ``detections.json`` into ``out_dir``.
+
+    Images give ``<stem>.png``; a recording gives ``<stem>/<t_ms>ms.png`` per window and ``<stem>.gif``. Returns
+    the written paths (``detections.json`` last). An image model refuses recordings and an event model images.
+    """
+    files = collect_inputs(inputs)
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    stems = [p.stem for p in files]
+    if len(set(stems)) != len(stems):
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        raise InvalidArgumentError(f"two inputs would write the same pictures ({', '.join(twice)}): give them in "
+                                   "separate runs or rename one")
+    thresholds = dict(score_thresh=score_thresh, iou_thresh=iou_thresh, max_detections=max_detections)
+    out, names = Path(out_dir), list(model.class_names)
+    written: dict[Path, bytes] = {}
+    records: list[dict[str, Any]] = []
+    images = [p for p in files if _kind(p) == "image"]
+    recordings = [p for p in files if _kind(p) == "recording"]
+    wanted = "recording" if model.modality == "events" else "image"
+    wrong = recordings if wanted == "image" else images
+    if wrong:
+        raise InvalidArgumentError(f"{wrong[0]}: {model.model_name or 'this model'} takes "
+                                   f"{'event recordings (.dat)' if wanted == 'recording' else 'images'} "
+                                   f"(its modality is {model.modality!r})")
+    for batch in _batches(images, batch_size):
+        pictures = [_read_image(p) for p in batch]
+        for path, picture, det in zip(batch, pictures, model.predict(pictures, **thresholds), strict=True):
+            written[out / f"{path.stem}.png"] = _encode([draw_detections(picture, det, names)])
+            records.append({"input": str(path), "size": list(picture.shape[-2:]), "detections": _record(det, names)})
+    if recordings:
+        make = REPRESENTATIONS[_representation(model, representation)].make
+        windows = windows or RecordingWindows()
+        for path in recordings:
+            records += _predict_recording(model, path, out, make, windows, thresholds, names, written)
+    meta = {"model": name or model.model_name, "weights_tag": getattr(model, "weights_tag", None),
+            "score_thresh": model.score_thresh if score_thresh is None else score_thresh,
+            "iou_thresh": model.iou_thresh if iou_thresh is None else iou_thresh,
+            "boxes": "xyxy in the input's own pixels", "inputs": records}
+    written[out / "detections.json"] = (json.dumps(meta, indent=1) + "\n").encode()
+    return write_files_atomic(written)
+
+
+def _predict_recording(model: Detector, path: Path, out: Path, make: Any, windows: RecordingWindows,
+                       thresholds: dict[str, Any], names: Sequence[str], written: dict[Path, bytes]) -> list[dict]:
+    dat = DatFile(path)
+    window_us = int(round(windows.window_ms * 1000))
+    if window_us < model.T:
+        raise InvalidArgumentError(f"--window-ms {windows.window_ms} is shorter than the model's T={model.T} bins")
+    frames, records = [], []
+    for t in windows.times_us(dat.last_time):
+        events = dat.window(max(0, t - window_us), t)
+        inputs = make(events, t, T=model.T, window_us=window_us)  # [T, C, H, W] at the sensor's resolution
+        (det,) = model.predict([inputs], **thresholds)
+        height, width = (dat.header.height or inputs.shape[-2]), (dat.header.width or inputs.shape[-1])
+        picture = draw_detections(render_events(events, height, width), det, names)
+        frames.append(picture)
+        written[out / path.stem / f"{t / 1000:09.1f}ms.png"] = _encode([picture])
+        records.append({"input": str(path), "t_ms": t / 1000, "window_ms": windows.window_ms,
+                        "events": len(events), "size": [height, width], "detections": _record(det, names)})
+    step_ms = windows.every_ms or windows.window_ms  # played at the recording's pace (GIFs count in 10 ms)
+    written[out / f"{path.stem}.gif"] = _encode(frames, duration=max(20, round(step_ms)), loop=0)
+    return records
