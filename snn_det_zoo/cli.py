@@ -24,6 +24,17 @@ _PROTOCOLS = ("coco", "frames", "psee")
 _PRECISIONS = ("bf16", "fp16", "fp32")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, unless the text gives it already or there is none to give."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default == [] or (
+                action.default == argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _device(name: str) -> str:
     """``auto`` -> ``cuda`` where a GPU is present, else ``cpu`` (resolved when a command runs)."""
     if name != "auto":
@@ -113,6 +124,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import BUILTIN_SAMPLES, json_record, parse_model_args, run, run_builtin
     from .energy import EnergyConstants
 
+    if args.pretrained and args.weights:
+        raise InvalidArgumentError("--pretrained loads the card's weights and --weights FILE your own: give one")
     results = None if args.no_save else (args.results or default_results_dir())
     common = dict(
         results_dir=results,
@@ -256,7 +269,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="evaluate a model (or, with no model, every model with built-in weights "
                        "on its built-in set): accuracy, energy, speed -> result rows and the leaderboard",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("model", nargs="?", default=None,
                    help="arch or arch.tag; none: every model whose weights ship with the zoo, on the built-in "
                         "validation sets, then the leaderboard pages")
@@ -296,7 +309,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model with its family's loss and recipe (torchrun for DDP)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("model", help="a registered arch")
     p.add_argument("--dataset", default="synthetic-shapes", choices=_DATASETS, help="the training set")
     p.add_argument("--epochs", type=int, default=30, help="epochs")
@@ -329,26 +342,29 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="draw a model's detections on images, folders of images or Prophesee .dat "
                        "recordings (PNG per image or window, a GIF per recording, detections.json)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("model", help="arch.tag whose weights to use (e.g. spikeyolo_tiny.shapes), or arch with --weights")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or .dat recordings")
     p.add_argument("--weights", default=None, metavar="FILE", help="a safetensors or state-dict file of your own "
                    "instead of the zoo's weights")
     p.add_argument("--out", default="runs/predict", metavar="DIR", help="output folder")
-    p.add_argument("--score-thresh", type=float, default=0.25,
-                   help="keep detections scoring at least this (the models' own default, 0.001, is for mAP)")
-    p.add_argument("--iou-thresh", type=float, default=None, help="NMS IoU threshold (default: the model's)")
-    p.add_argument("--max-detections", type=int, default=None, help="detections kept per input (default: the "
-                   "model's)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    p.add_argument("--window-ms", type=float, default=250.0,
+    p.add_argument("--score-thresh", type=float, default=0.25, metavar="X",
+                   help="keep detections scoring at least X (the models' mAP setting is 0.001)")
+    p.add_argument("--iou-thresh", type=float, default=None, metavar="X",
+                   help="NMS IoU threshold (default: the model's)")
+    p.add_argument("--max-detections", type=int, default=None, metavar="N",
+                   help="detections kept per input (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass")
+    p.add_argument("--window-ms", type=float, default=250.0, metavar="MS",
                    help="recordings: the events before each prediction, ms")
-    p.add_argument("--every-ms", type=float, default=None,
-                   help="recordings: one prediction every N ms (default: --window-ms, windows side by side)")
-    p.add_argument("--start-ms", type=float, default=0.0, help="recordings: where the first window starts, ms")
-    p.add_argument("--end-ms", type=float, default=None, help="recordings: the last prediction time, ms (default: "
-                   "the last event)")
-    p.add_argument("--representation", default=None, help="recordings: the event representation (default: the "
+    p.add_argument("--every-ms", type=float, default=None, metavar="MS",
+                   help="recordings: one prediction every MS ms (default: --window-ms, windows side by side)")
+    p.add_argument("--start-ms", type=float, default=0.0, metavar="MS",
+                   help="recordings: where the first window starts, ms")
+    p.add_argument("--end-ms", type=float, default=None, metavar="MS",
+                   help="recordings: the last prediction time, ms (default: the last event)")
+    p.add_argument("--representation", default=None, metavar="NAME",
+                   help="recordings: the event representation (default: the "
                    "model family's own: spikeyolo, emsyolo; also emsyolo_head, histogram)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="builder argument, repeatable (e.g. --model-arg T=2)")
@@ -358,7 +374,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="a paper's table rows (params, mAP, energy) against this code's",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("paper", help="a model family (spikeyolo, ems_yolo): its card's paper numbers")
     p.add_argument("--coco", default=None, metavar="DIR",
                    help="COCO root holding val2017/ and annotations/instances_val2017.json")
@@ -375,24 +391,26 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snn-det-zoo", description="Spiking object detectors: models, "
-                                     "weights, benchmarks.")
+                                     "weights, benchmarks. AP in percent, energy in mJ per sample.",
+                                     formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered models as a table: family, params, T, D, input, and where each "
                        "weights tag is (built-in, cached, downloadable, manual)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'spikeyolo*'")
     p.add_argument("--pretrained", action="store_true", help="one line per weights entry (arch.tag) instead")
     p.add_argument("--json", action="store_true", help="the table as a JSON list")
     p.add_argument("--names", action="store_true", help="the names alone, one per line (for scripts)")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("info", help="print a model card as JSON")
-    p.add_argument("name", help="arch or arch.tag")
+    p = sub.add_parser("info", help="print a model card as JSON (params, defaults, weights, paper metrics)",
+                       formatter_class=_Help)
+    p.add_argument("name", help="arch or arch.tag (snn-det-zoo list shows them)")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("import-weights", help="convert an authors' checkpoint, or your own weights, into the "
-                       "weights cache as NAME = arch.tag")
+                       "weights cache as NAME = arch.tag", formatter_class=_Help)
     p.add_argument("name", help="arch.tag: a tag of the model card (e.g. spikeyolo_s.coco_official) takes the "
                    "file its weights entry describes; any other tag (e.g. spikeyolo_n.mine) stores your own "
                    "safetensors or plain state-dict file, checked strictly against the model")
@@ -405,7 +423,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_train(sub)
 
-    p = sub.add_parser("leaderboard", help="render LEADERBOARD.md, an HTML page and a plot from the result rows")
+    p = sub.add_parser("leaderboard", help="render LEADERBOARD.md, a sortable HTML page and the plots (AP against "
+                       "energy; AP against T) from the result rows and the model cards",
+                       formatter_class=_Help)
     p.add_argument("--results", default=None, metavar="DIR",
                    help="folder of results-*.csv (default: the user's results folder, "
                         "$SNN_DET_ZOO_RESULTS or ~/.cache/snn_det_zoo/results)")

@@ -66,12 +66,12 @@ class RecordingWindows:
         first = self.start_ms * 1000 + window
         if self.end_ms is None:  # up to the first window that holds the last event (windows are half-open)
             count = max(1, math.ceil((last_event_us + 1 - first) / every) + 1)
-            return [int(round(first + k * every)) for k in range(count)]
+            return [round(first + k * every) for k in range(count)]
         end = self.end_ms * 1000
         if end < first:
             raise InvalidArgumentError(f"the first window ends at {first / 1000:g} ms, after the end of the span "
                                        f"({end / 1000:g} ms); shorten --window-ms or move --start-ms/--end-ms")
-        return [int(round(t)) for t in np.arange(first, end + 1e-6, every)]
+        return [round(t) for t in np.arange(first, end + 1e-6, every)]
 
 
 def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -254,7 +254,7 @@ def predict_files(
 def _predict_recording(model: Detector, path: Path, out: Path, make: Any, windows: RecordingWindows,
                        thresholds: dict[str, Any], names: Sequence[str], written: dict[Path, bytes]) -> list[dict]:
     dat = DatFile(path)
-    window_us = int(round(windows.window_ms * 1000))
+    window_us = round(windows.window_ms * 1000)
     if window_us < model.T:
         raise InvalidArgumentError(f"--window-ms {windows.window_ms} is shorter than the model's T={model.T} bins")
     frames, records = [], []

@@ -49,8 +49,8 @@ __all__ = [
     "split_model_name",
     "user_weights",
     "user_weights_card",
-    "weights_status",
     "weights_dir",
+    "weights_status",
     "zoo_home",
 ]
 

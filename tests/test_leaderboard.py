@@ -138,14 +138,14 @@ def test_same_setting_lines_up_paper_and_measured_on_one_line():
     (cells,) = board.tables[0].body()
     line = dict(zip(board.tables[0].header(), cells, strict=True))
     assert (line["AP paper"], line["AP measured"]) == ("20.0", "12.5")
-    assert line["Paper source"] == "Doe 2024 Table 1 [V]"
+    assert line["Sources"].startswith("Doe 2024 Table 1 [V]; measured by snn-det-zoo bench (cpu, fp32, ")
 
 
 def test_small_energies_and_parameter_counts_keep_their_digits():
     board = Leaderboard.from_rows([_measured(energy_mj=0.0317917, params_m=0.394628),
                                    _measured("spikeyolo_s", energy_mj=34.49, params_m=23.153024)])
     lines = [dict(zip(board.tables[0].header(), cells, strict=True)) for cells in board.tables[0].body()]
-    got = {line["Model"]: (line["Energy (mJ) measured"], line["Params (M) measured"]) for line in lines}
+    got = {line["Model"]: (line["Energy (mJ)"], line["Params (M)"]) for line in lines}
     assert got == {"spikeyolo_n": ("0.0318", "0.395"), "spikeyolo_s": ("34.5", "23.2")}
 
 
@@ -163,7 +163,7 @@ def test_build_writes_markdown_html_and_png(tmp_path, monkeypatch):
     assert "## coco2017-val, protocol `ultralytics`" in markdown  # from the fake card
     assert "Luo 2024, Table 2 \\[S\\]" in markdown  # brackets escaped: no accidental link
     page = (tmp_path / "out" / "leaderboard.html").read_text()
-    assert "<table>" in page and "leaderboard.png" in page
+    assert '<table class="board">' in page and "leaderboard.png" in page
     assert len(load_rows(results, include_cards=False)) == 2
 
 
@@ -279,3 +279,66 @@ def test_randomly_initialised_networks_never_enter_the_leaderboard(tmp_path):
                 [_measured(), _measured(model="ems_yolo_res10", weights_sha256="", notes="randomly initialised")])
     models = {r["model"] for r in load_rows(results, include_cards=False)}
     assert models == {"spikeyolo_n"}
+
+
+def _line(table, **match):
+    header = table.header()
+    lines = [dict(zip(header, cells, strict=True)) for cells in table.body()]
+    return [line for line in lines if all(line[k] == v for k, v in match.items())]
+
+
+def test_several_citations_of_one_setting_fold_into_one_line_verified_first():
+    rows = [_paper("spikeyolo_s", citation="arXiv:2407.20708 (COCO table)", confidence="M", AP=45.5, energy_mj=""),
+            _paper("spikeyolo_s", citation="BICLab/SpikeYOLO@309ef5e logs", confidence="V", AP=45.6, energy_mj=""),
+            _paper("spikeyolo_s", citation="BICLab/SpikeYOLO issue #57", confidence="S", AP="", energy_mj=34.6)]
+    board = Leaderboard.from_rows(rows)
+    (line,) = _line(board.tables[0], Model="spikeyolo_s")
+    assert line["AP paper"] == "45.6" and line["Energy (mJ)"] == "34.6 (paper)"  # V first; S fills the energy
+    assert line["Sources"].index("[V]") < line["Sources"].index("[S]") < line["Sources"].index("[M]")
+    markdown = board.markdown()
+    assert "[arXiv:2407.20708](https://arxiv.org/abs/2407.20708)" in markdown
+    assert "[BICLab/SpikeYOLO issue \\#57](https://github.com/BICLab/SpikeYOLO/issues/57)" in markdown
+    assert "[BICLab/SpikeYOLO@309ef5e](https://github.com/BICLab/SpikeYOLO/tree/309ef5e)" in markdown
+    assert '<a href="https://arxiv.org/abs/2407.20708">arXiv:2407.20708</a>' in board.html()
+    # A paper point is one citation's AP and energy: here no citation gives both, so there is none.
+    assert board.plot_points() == {}
+
+
+def test_paper_numbers_line_up_with_the_measured_release_and_give_the_difference():
+    paper = _paper("spikeyolo_s_gen1", dataset="gen1", protocol="frames", T=2, D=4, AP=40.4, AP50=67.2)
+    release = _measured("spikeyolo_s_gen1", tag="gen1_official", dataset="gen1", protocol="frames", T=2, D=4,
+                        AP=39.9, AP50=66.0, samples=1000, input_size="320x320", energy_mj=1.5)
+    mine = _measured("spikeyolo_s_gen1", tag="mine", dataset="gen1", protocol="frames", T=2, D=4, AP=20.0)
+    board = Leaderboard.from_rows([paper, release, mine])
+    table = board.tables[0]
+    (line,) = _line(table, Weights="gen1_official")
+    assert (line["AP paper"], line["AP measured"], line["ΔAP"], line["ΔAP50"]) == ("40.4", "39.9", "-0.5", "-1.2")
+    assert (line["T×D"], line["Samples"], line["Input"], line["sha256"]) == ("2×4", "1000", "320x320", "abababab")
+    (own,) = _line(table, Weights="mine")  # the user's own weights are never compared with the paper's
+    assert (own["AP paper"], own["ΔAP"]) == ("", "")
+    assert len(table.body()) == 2
+
+
+def test_the_html_page_sorts_and_filters_offline_and_renders_inline_code():
+    page = Leaderboard.from_rows([_measured(), _measured("ems_yolo_res10", AP=3.0)]).html()
+    script = page[page.index("<script>"):page.index("</script>")]
+    assert "addEventListener" in script and 'id="filter"' in page and "http" not in script
+    assert "<code>snn-det-zoo bench</code>" in page and "`" not in page  # Markdown code rendered, not shown
+    assert "<script src" not in page and "<link" not in page  # nothing fetched: works from a file offline
+
+
+def test_models_measured_at_several_T_get_an_accuracy_against_T_curve(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cards, "variant_cards", dict)
+    rows = [_measured("spicalib_x", T=T, D="", AP=ap, energy_mj=0.1 * T) for T, ap in ((8, 5.0), (32, 20.0),
+                                                                                         (128, 30.0))]
+    rows.append(_measured("spikeyolo_n"))
+    board = Leaderboard.from_rows(rows)
+    ((key, curves),) = board.curves().items()
+    assert key == ("synthetic-shapes", "coco") and list(curves) == ["spicalib_x.synthetic"]
+    assert [(T, ap) for T, ap, _ in curves["spicalib_x.synthetic"]] == [(8, 5.0), (32, 20.0), (128, 30.0)]
+    results = tmp_path / "results"
+    append_rows(results_path("synthetic-shapes", "coco", results), rows)
+    names = sorted(p.name for p in build(results, tmp_path / "out"))
+    assert names == ["LEADERBOARD.md", "leaderboard.html", "leaderboard.png", "leaderboard_T.png"]
+    assert "![AP against the number of time steps T](leaderboard_T.png)" in (tmp_path / "out" /
+                                                                              "LEADERBOARD.md").read_text()

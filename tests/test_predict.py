@@ -118,7 +118,7 @@ def test_windows_and_bad_input_are_explained(tmp_path, shape_images, capsys):
     with pytest.raises(DataNotFoundError, match="no such file or folder"):
         collect_inputs([tmp_path / "missing.png"])
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(InvalidArgumentError, match="notes.txt: not an image"):
+    with pytest.raises(InvalidArgumentError, match=r"notes\.txt: not an image"):
         collect_inputs([tmp_path / "notes.txt"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match="empty: no image"):

@@ -51,3 +51,19 @@ def test_the_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert len(namespace["dets"]) == 2 and namespace["mine"].num_classes == 80
     assert namespace["tiny"].weights_tag == "shapes" and namespace["tiny"].class_names[0]
+
+
+def test_the_committed_leaderboard_and_the_readme_excerpt_are_what_the_command_renders(tmp_path):
+    """`snn-det-zoo leaderboard --results benchmarks/results --out benchmarks` made benchmarks/LEADERBOARD.md and
+    the README's excerpt: rendering the committed rows again gives the same text."""
+    from snn_det_zoo.leaderboard import Leaderboard, load_rows
+
+    board = Leaderboard.from_rows(load_rows(ROOT / "benchmarks" / "results"))
+    plots = [name for name in ("leaderboard.png", "leaderboard_T.png") if (ROOT / "benchmarks" / name).is_file()]
+    rendered = board.markdown(plots) + "\n"
+    assert (ROOT / "benchmarks" / "LEADERBOARD.md").read_text() == rendered
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split("Excerpt (synthetic-shapes, protocol `coco`):\n\n", 1)[1].splitlines()
+    table = after[: next(i for i, line in enumerate(after) if not line.startswith("|"))]
+    assert len(table) >= 3 and "\n".join(table) in rendered
+    assert "](benchmarks/leaderboard.png)" in readme and "leaderboard.png" in plots

@@ -12,7 +12,8 @@ card's citation and confidence), put what this project measures beside it, the d
 Verdicts: ``match`` (within the stated tolerance), ``differs``, ``not comparable`` (measured, but under
 another protocol than the paper's: no difference is given), ``not measured``. COCO is measured with
 pycocotools (protocol ``coco``); the papers' COCO numbers are Ultralytics/YOLOv5-internal AP, so those AP
-rows are measured and shown but not comparable, and their note says why. Gen1 rows are measured under the paper's own ``frames`` protocol.
+rows are measured and shown but not comparable, and their note says why. Gen1 rows are measured under the
+paper's own ``frames`` protocol.
 """
 
 from __future__ import annotations
