@@ -456,6 +456,20 @@ class Leaderboard:
                 out[(table.dataset, table.protocol)] = curves
         return out
 
+    def ann_ap(self, dataset: str, protocol: str, label: str) -> tuple[str, float] | None:
+        """``(name, measured AP)`` of the ANN twin that the card of the converted model ``label`` names
+        (``ann``), measured with the same weights tag in the same table; None where there is none."""
+        model, _, tag = label.partition(".")
+        card = variant_cards().get(model)
+        ann = card.data.get("ann") if card is not None else None
+        table = next((t for t in self.tables if (t.dataset, t.protocol) == (dataset, protocol)), None)
+        if not ann or table is None:
+            return None
+        aps = [_number(e.measured["AP"]) for e in table.entries.values()
+               if e.model == ann and e.tag == tag and e.measured is not None]
+        aps = [ap for ap in aps if ap is not None]
+        return (f"{ann}.{tag}" if tag else ann, max(aps)) if aps else None
+
     def plot(self) -> bytes | None:
         """AP against energy (log scale), one panel per table, as PNG bytes; None if no points.
 
@@ -484,6 +498,7 @@ class Leaderboard:
             for source, marker, face in (("measured here", "o", "0.3"), ("paper-reported", "s", "none")):
                 ax.scatter([], [], marker=marker, facecolors=face, edgecolors="0.3", label=source)
             ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
             ax.margins(x=0.3, y=0.12)  # room for the labels of the outermost points
             ax.set_xlabel("energy per sample (mJ, log scale)")
             ax.set_ylabel("AP (mAP@[.5:.95], %)")
@@ -509,7 +524,13 @@ class Leaderboard:
                 if paper:
                     ax.scatter([p[0] for p in paper], [p[1] for p in paper], marker="s", facecolors="none",
                                edgecolors=colour, label=plot_text(f"{label} (paper)"))
+                ann = self.ann_ap(dataset, protocol, label)
+                if ann is not None:  # a converted model's ANN twin, measured on the same set: the ceiling
+                    ax.axhline(ann[1], color=colour, linestyle=":", linewidth=1,
+                               label=plot_text(f"{ann[0]} (ANN twin)"))
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({T for pts in by_label.values() for T, _, _ in pts}))
+            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
             ax.set_xlabel("time steps T (log scale)")
             ax.set_ylabel("AP (mAP@[.5:.95], %)")
             ax.set_title(plot_text(f"{dataset}, protocol {protocol}: accuracy against T"), fontsize=10)
@@ -533,6 +554,17 @@ def _pyplot() -> Any:
             "the leaderboard plot needs matplotlib: pip install matplotlib (or pass --no-plot)"
         ) from exc
     return plt
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Ticks of a log axis as plain numbers (0.02, 0.05, 0.1), minor ones at 2x and 5x only: readable when the
+    points span less than a decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(plain)
 
 
 def _png(fig: Any, plt: Any) -> bytes:
