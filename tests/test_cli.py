@@ -57,3 +57,56 @@ def test_bench_checks_its_arguments_before_evaluating(tmp_path, monkeypatch, cap
 
 def test_invalid_argument_error_is_a_value_error():
     assert issubclass(InvalidArgumentError, ValueError)
+
+
+def _imported_after(code: str) -> set[str]:
+    import subprocess
+    import sys
+
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_help_list_and_info_import_no_torch_and_models_no_torchvision():
+    """The commands that only read the catalog answer without torch; building a model needs torch but not
+    torchvision (which loads torch._dynamo): NMS and the box helpers import it when they run."""
+    light = _imported_after("from snn_det_zoo.cli import main\nmain(['list', '--json'])\nmain(['info', 'spikeyolo_n'])")
+    assert "torch" not in light and "snn_det_zoo.registry" in light
+    built = _imported_after("import snn_det_zoo as zoo\nzoo.create_model('spikeyolo_tiny')")
+    assert "torch" in built and "spikingjelly" in built and "torchvision" not in built
+
+
+def test_list_is_a_table_with_where_each_weights_tag_is(capsys, tmp_path):
+    import json
+
+    assert cli.main(["list", "*tiny", "--json"]) == 0
+    records = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    tiny = records["spikeyolo_tiny"]
+    assert (tiny["family"], tiny["params_m"], tiny["T"], tiny["D"], tiny["modality"]) == ("spikeyolo", 1.75, 1, 4,
+                                                                                          "image")
+    assert tiny["weights"] == {"shapes": "built-in", "shapes_events": "built-in"}
+    assert cli.main(["list", "--pretrained", "spikeyolo_tiny.shapes_events", "--json"]) == 0
+    (events,) = json.loads(capsys.readouterr().out)
+    assert (events["T"], events["modality"]) == (2, "events")  # what the weights were trained with
+    assert cli.main(["list", "spikeyolo_s"]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.split() == ["name", "family", "params", "(M)", "T", "D", "input", "weights"]
+    assert line.split() == ["spikeyolo_s", "spikeyolo", "23.15", "1", "4", "image", "coco_official", "(downloadable)"]
+    assert cli.main(["list", "nothing*"]) == 0
+    assert "no model matches 'nothing*' (snn-det-zoo list shows them all)" in capsys.readouterr().out
+
+
+def test_weights_status_follows_the_cache():
+    from snn_det_zoo.registry import weights_dir, weights_status
+
+    assert weights_status("spikeyolo_s", "coco_official") == "downloadable"
+    folder = weights_dir("spikeyolo_s", "coco_official")
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text('{"file": "model-abc.safetensors"}')
+    assert weights_status("spikeyolo_s", "coco_official") == "downloadable"  # the card names a missing file
+    (folder / "model-abc.safetensors").write_bytes(b"x")
+    assert weights_status("spikeyolo_s", "coco_official") == "cached"
+    (folder / "card.json").write_text("not json")
+    assert weights_status("spikeyolo_s", "coco_official") == "downloadable"  # a broken cache is not a cache
+    assert weights_status("spikeyolo_n", "anything") == "manual"

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchvision.ops import box_convert
 
 from ..errors import InvalidArgumentError
 
@@ -102,4 +101,6 @@ def yolov5_detections(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """``[B, N, 5 + C]`` decoded -> (``[B, N, 4]`` xyxy boxes, ``[B, N, C]`` objectness * class scores)."""
     if decoded.dim() != 3 or decoded.shape[-1] < 6:
         raise InvalidArgumentError(f"decoded predictions must be [B, N, 5 + classes], got {tuple(decoded.shape)}")
+    from torchvision.ops import box_convert  # torchvision loads torch._dynamo: imported where it is used
+
     return box_convert(decoded[..., :4], "cxcywh", "xyxy"), decoded[..., 4:5] * decoded[..., 5:]

@@ -11,7 +11,6 @@ wall-clock time limit, so a slow machine never silently drops images.
 from __future__ import annotations
 
 import torch
-from torchvision.ops import batched_nms
 
 from ..errors import InvalidArgumentError
 
@@ -85,5 +84,7 @@ def multiclass_nms(
         box_index, labels, scores = box_index[top], labels[top], scores[top]
     candidates = boxes[box_index].float()
     groups = torch.zeros_like(labels) if class_agnostic else labels
+    from torchvision.ops import batched_nms  # torchvision loads torch._dynamo: imported where it is used
+
     keep = batched_nms(candidates, scores.float(), groups, iou_thresh)[:max_detections]
     return {"boxes": boxes[box_index[keep]], "scores": scores[keep], "labels": labels[keep].to(torch.int64)}

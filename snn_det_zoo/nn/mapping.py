@@ -14,7 +14,6 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from torchvision.ops import clip_boxes_to_image
 
 __all__ = ["BoxMapping"]
 
@@ -61,6 +60,8 @@ class BoxMapping:
         if not clip:
             return out
         if isinstance(out, torch.Tensor):
+            from torchvision.ops import clip_boxes_to_image  # torchvision loads torch._dynamo: only when used
+
             return clip_boxes_to_image(out, self.original_size)
         height, width = self.original_size
         out[..., 0::2] = out[..., 0::2].clip(0, width)
