@@ -126,6 +126,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.pretrained and args.weights:
         raise InvalidArgumentError("--pretrained loads the card's weights and --weights FILE your own: give one")
+    if args.pretrained and args.model is not None:
+        _check_has_weights(args.model)
     results = None if args.no_save else (args.results or default_results_dir())
     common = dict(
         results_dir=results,
@@ -215,16 +217,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_has_weights(name: str) -> None:
+    """Refuse, in the command line's words, a model without weights of the zoo's (before building it)."""
+    from .registry import model_info, split_model_name
+
+    arch, tag = split_model_name(name)
+    if tag is None and model_info(arch).get("default_tag") is None:
+        raise InvalidArgumentError(f"{name} has no weights of the zoo's: give --weights FILE, or a model with "
+                                   "weights (snn-det-zoo list --pretrained)")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .bench.runner import parse_model_args
     from .factory import create_model
     from .predict import RecordingWindows, predict_files
-    from .registry import model_info, split_model_name
 
-    arch, tag = split_model_name(args.model)
-    if args.weights is None and tag is None and model_info(arch).get("default_tag") is None:
-        raise InvalidArgumentError(f"{args.model} has no weights of the zoo's: give --weights FILE, or a model "
-                                   "with weights (snn-det-zoo list --pretrained)")
+    if args.weights is None:
+        _check_has_weights(args.model)
     model = create_model(args.model, pretrained=args.weights is None, checkpoint_path=args.weights,
                          **parse_model_args(args.model_arg)).to(_device(args.device))
     windows = RecordingWindows(window_ms=args.window_ms, every_ms=args.every_ms, start_ms=args.start_ms,

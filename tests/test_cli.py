@@ -110,3 +110,12 @@ def test_weights_status_follows_the_cache():
     (folder / "card.json").write_text("not json")
     assert weights_status("spikeyolo_s", "coco_official") == "downloadable"  # a broken cache is not a cache
     assert weights_status("spikeyolo_n", "anything") == "manual"
+
+
+def test_cli_errors_speak_the_command_line(capsys):
+    assert cli.main(["bench", "spikeyolo_n", "--pretrained", "--no-save"]) == 2
+    err = capsys.readouterr().err
+    assert "give --weights FILE, or a model with weights (snn-det-zoo list --pretrained)" in err
+    assert "pretrained=True" not in err
+    assert cli.main(["bench", "spikeyolo_tiny", "--pretrained", "--weights", "w.safetensors", "--no-save"]) == 2
+    assert "--pretrained loads the card's weights and --weights FILE your own" in capsys.readouterr().err
