@@ -117,7 +117,8 @@ def test_cli_bench_appends_a_measured_row_and_a_per_layer_energy_csv(tmp_path, m
     assert float(row["energy_mj"]) > 0 and row["energy_constants"] == "E_AC=0.9pJ E_MAC=4.6pJ (45nm)"
     assert "fused" in row["notes"] and "randomly initialised" in row["notes"] and row["torch"] == torch.__version__
     assert (tmp_path / "energy" / "spikeyolo_n-synthetic-shapes-coco.csv").exists()
-    assert "AP=" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mAP50-95 %" in out and "spikeyolo_n" in out.splitlines()[1]  # a table with units
 
 
 def _ddp_worker(rank: int, world: int, port: int, queue) -> None:  # pragma: no cover (runs in a child)
