@@ -74,9 +74,10 @@ class RecordingWindows:
         return [round(t) for t in np.arange(first, end + 1e-6, every)]
 
 
-def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def collect_inputs(paths: Iterable[str | os.PathLike[str]], kind: str | None = None) -> list[Path]:
     """Image files and recordings named by ``paths``: a file as given, a folder's files (not its subfolders)
-    with an image or ``.dat`` suffix in name order.
+    with an image or ``.dat`` suffix in name order; of a folder only the ``kind`` (``"image"`` or
+    ``"recording"``) a model takes, where given.
 
     Raises:
         DataNotFoundError: a path that does not exist, a folder with no such file, or no input at all.
@@ -86,10 +87,12 @@ def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) is not None)
+            inside = sorted(p for p in path.iterdir()
+                            if p.is_file() and _kind(p) is not None and kind in (None, _kind(p)))
             if not inside:
-                raise DataNotFoundError(f"{path}: no image ({', '.join(IMAGE_SUFFIXES)}) or {RECORDING_SUFFIX} "
-                                        "recording in this folder")
+                what = {"image": f"image ({', '.join(IMAGE_SUFFIXES)})", "recording": f"{RECORDING_SUFFIX} recording"}
+                wanted = what[kind] if kind else f"{what['image']} or {what['recording']}"
+                raise DataNotFoundError(f"{path}: no {wanted} in this folder")
             found += inside
         elif path.is_file():
             if _kind(path) is None:
@@ -213,7 +216,8 @@ def predict_files(
     Images give ``<stem>.png``; a recording gives ``<stem>/<t_ms>ms.png`` per window and ``<stem>.gif``. Returns
     the written paths (``detections.json`` last). An image model refuses recordings and an event model images.
     """
-    files = collect_inputs(inputs)
+    wanted = "recording" if model.modality == "events" else "image"
+    files = collect_inputs(inputs, wanted)
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     stems = [p.stem for p in files]
@@ -227,7 +231,6 @@ def predict_files(
     records: list[dict[str, Any]] = []
     images = [p for p in files if _kind(p) == "image"]
     recordings = [p for p in files if _kind(p) == "recording"]
-    wanted = "recording" if model.modality == "events" else "image"
     wrong = recordings if wanted == "image" else images
     if wrong:
         raise InvalidArgumentError(f"{wrong[0]}: {model.model_name or 'this model'} takes "

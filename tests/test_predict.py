@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -138,3 +139,11 @@ def test_windows_and_bad_input_are_explained(tmp_path, shape_images, capsys):
         assert main(["predict", *argv, "--out", str(out), "--device", "cpu"]) == 2, expected
         assert expected in capsys.readouterr().err, expected
     assert not out.exists()  # nothing half-written
+    # A folder holding both kinds gives each model its own kind; none of it is an error naming what is missing.
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "a_td.dat").write_bytes(b"")
+    shutil.copyfile(shape_images / "img0.png", tmp_path / "mixed" / "img0.png")
+    assert collect_inputs([tmp_path / "mixed"], "image") == [tmp_path / "mixed" / "img0.png"]
+    assert collect_inputs([tmp_path / "mixed"], "recording") == [tmp_path / "mixed" / "a_td.dat"]
+    with pytest.raises(DataNotFoundError, match=r"images0: no \.dat recording in this folder"):
+        collect_inputs([shape_images], "recording")
