@@ -35,6 +35,24 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1] (a threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"needs a number in [0, 1], got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _device(name: str) -> str:
     """``auto`` -> ``cuda`` where a GPU is present, else ``cpu`` (resolved when a command runs)."""
     if name != "auto":
@@ -357,13 +375,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, metavar="FILE", help="a safetensors or state-dict file of your own "
                    "instead of the zoo's weights")
     p.add_argument("--out", default="runs/predict", metavar="DIR", help="output folder")
-    p.add_argument("--score-thresh", type=float, default=0.25, metavar="X",
+    p.add_argument("--score-thresh", type=_fraction, default=0.25, metavar="X",
                    help="keep detections scoring at least X (the models' mAP setting is 0.001)")
-    p.add_argument("--iou-thresh", type=float, default=None, metavar="X",
+    p.add_argument("--iou-thresh", type=_fraction, default=None, metavar="X",
                    help="NMS IoU threshold (default: the model's)")
-    p.add_argument("--max-detections", type=int, default=None, metavar="N",
+    p.add_argument("--max-detections", type=_positive_int, default=None, metavar="N",
                    help="detections kept per input (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass")
+    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per forward pass")
     p.add_argument("--window-ms", type=float, default=250.0, metavar="MS",
                    help="recordings: the events before each prediction, ms")
     p.add_argument("--every-ms", type=float, default=None, metavar="MS",

@@ -147,3 +147,13 @@ def test_windows_and_bad_input_are_explained(tmp_path, shape_images, capsys):
     assert collect_inputs([tmp_path / "mixed"], "recording") == [tmp_path / "mixed" / "a_td.dat"]
     with pytest.raises(DataNotFoundError, match=r"images0: no \.dat recording in this folder"):
         collect_inputs([shape_images], "recording")
+
+
+def test_thresholds_are_checked_by_the_parser_in_the_option_s_name(capsys, shape_images):
+    for option, value, words in (("--score-thresh", "2", "needs a number in [0, 1]"),
+                                 ("--iou-thresh", "nan", "needs a number in [0, 1]"),
+                                 ("--batch-size", "0", "needs a whole number of at least 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", "spikeyolo_tiny.shapes", str(shape_images), option, value])
+        assert exit_info.value.code == 2
+        assert f"argument {option}: {words}" in capsys.readouterr().err
