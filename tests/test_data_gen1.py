@@ -117,7 +117,7 @@ def test_window_read_refuses_a_file_out_of_order_anywhere(tmp_path):
 
 @pytest.mark.parametrize("drop_at", [1, 3, 4, 5, 8, 9])
 def test_order_check_sees_steps_across_chunk_boundaries(tmp_path, monkeypatch, drop_at):
-    monkeypatch.setattr(gen1_module, "_ORDER_CHUNK", 4)  # chunks [0, 4], [4, 8], [8, 9]: every boundary tested
+    monkeypatch.setattr(gen1_module, "_CHUNK", 4)  # chunks [0, 4), [4, 8), [8, 10): every boundary tested
     t = [10 * (i + 1) for i in range(10)]
     t[drop_at] = t[drop_at - 1] - 1
     path = tmp_path / "c_td.dat"
@@ -417,3 +417,56 @@ def test_gen1_dataset_errors(tmp_path, gen1_split):
     (tmp_path / "test" / "rec_td.dat").unlink()
     with pytest.raises(DataNotFoundError, match=re.escape("rec_td.dat")):
         Gen1Detection(tmp_path, "test")
+
+
+def _authors_last_event_frames(events, edges, height=240, width=304):
+    """The authors' ``create_data`` step as the SpikeYOLO/EMS-YOLO Gen1 scripts write it: per bin, a grey frame
+    and one fancy assignment ``img[y, x] = 255 * p`` in time order (NumPy keeps the last write), and the
+    previous zoo definition (np.unique over the reversed pixel indices) -- both must equal the fast path."""
+    frames = np.full((len(edges) - 1, height, width), 127, dtype=np.uint8)
+    for k in range(len(edges) - 1):
+        ev = events[(events["t"] >= edges[k]) & (events["t"] < edges[k + 1])]
+        frames[k][ev["y"].astype(np.int64), ev["x"].astype(np.int64)] = 255 * ev["p"].astype(np.uint8)
+    return frames
+
+
+def _unique_last_event_frames(events, edges, height=240, width=304):
+    inside = events[(events["t"] >= edges[0]) & (events["t"] < edges[-1])]
+    b = np.searchsorted(edges, inside["t"], "right") - 1
+    flat = (b * height + inside["y"].astype(np.int64)) * width + inside["x"].astype(np.int64)
+    frames = np.full((len(edges) - 1, height, width), 127, dtype=np.uint8)
+    _, first_from_end = np.unique(flat[::-1], return_index=True)
+    last = len(flat) - 1 - first_from_end
+    frames.reshape(-1)[flat[last]] = (255 * inside["p"][last].astype(np.int64)).astype(np.uint8)
+    return frames
+
+
+@pytest.mark.parametrize(("T", "t_label"), [(4, 1_000_000), (5, 1_000_000), (2, 100_000)])
+def test_last_event_frames_are_bit_identical_to_the_authors_and_the_sorting_definition(T, t_label):
+    from snn_det_zoo.data.events import bin_edges, last_event_polarity_frames
+
+    ev = random_events(60_000, 1_200_000, seed=T)
+    ev["t"][100:140] = 750_000  # many events on one bin edge and one pixel: the last one must win
+    ev["x"][100:140], ev["y"][100:140] = 7, 9
+    ev = ev[np.argsort(ev["t"], kind="stable")]
+    edges = bin_edges(t_label, 250_000, T)
+    fast = last_event_polarity_frames(ev, edges)
+    np.testing.assert_array_equal(fast, _authors_last_event_frames(ev, edges))
+    np.testing.assert_array_equal(fast, _unique_last_event_frames(ev, edges))
+    assert np.isin(fast, [0, 127, 255]).all() and (fast == 127).any() and (fast == 0).any()
+
+
+def test_chunked_full_read_equals_the_written_events_at_every_chunk_boundary(tmp_path, monkeypatch):
+    ev = random_events(1000, 10**6, seed=9)
+    path = tmp_path / "k_td.dat"
+    write_dat(path, ev)
+    for chunk in (7, 64, 999, 1000, 4096):  # streamed (readinto) for windows above a chunk, memory map below
+        monkeypatch.setattr(gen1_module, "_CHUNK", chunk)
+        np.testing.assert_array_equal(read_dat(path), ev)
+        dat = DatFile(path)
+        np.testing.assert_array_equal(dat.window(200_000, 700_000), ev[(ev["t"] >= 200_000) & (ev["t"] < 700_000)])
+    # Bits 29-31 of the packed word are not part of any field: the polarity is bit 28 alone.
+    noisy = tmp_path / "n_td.dat"
+    noisy.write_bytes(HEADER + bytes([0, 8]) + struct.pack("<II", 5, 3 | (4 << 14) | (0b1110 << 28)))
+    out = read_dat(noisy)
+    assert out[["x", "y", "p"]].tolist() == [(3, 4, 0)]

@@ -10,7 +10,17 @@ import torch
 
 from snn_det_zoo.constants import COCO80_TO_COCO91, COCO_STAT_KEYS, GEN1_PSEE, GEN4_PSEE
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, MissingDependencyError
-from snn_det_zoo.eval.coco import _evaluate, _prepared_gt, coco_metrics, to_coco_results
+from snn_det_zoo.eval.coco import (
+    DetectionColumns,
+    _coco_classes,
+    _columns_of_dicts,
+    _evaluate,
+    _prepared_gt,
+    _result_index,
+    coco_metrics,
+    resolve_backend,
+    to_coco_results,
+)
 from snn_det_zoo.eval.gen1 import PROTOCOLS, _windows, filter_boxes, gen1_metrics, predictions_to_boxes
 from snn_det_zoo.labels import BBOX_DTYPE
 
@@ -175,7 +185,7 @@ ONE_BOX_GT = {
 def test_the_backends_disagree_on_nan_boxes_so_both_refuse_them():
     nan_det = {"image_id": 1, "category_id": 1, "bbox": [NAN] * 4, "score": 0.9}
     # Why: unchecked, pycocotools' IoU counts the NaN box as a match and faster-coco-eval as a miss.
-    raw = [{**nan_det, "area": NAN, "id": 1, "iscrowd": 0}]
+    raw = DetectionColumns(np.array([1]), np.array([1]), np.full((1, 4), NAN), np.array([0.9]))
     gt = _prepared_gt(ONE_BOX_GT)
     assert _evaluate("pycocotools", gt, raw, None)[0] == pytest.approx(1.0)
     assert _evaluate("faster", gt, raw, None)[0] == 0.0
@@ -431,3 +441,100 @@ def test_gen1_metrics_refuse_boxes_the_size_filter_would_hide():
     with pytest.raises(InvalidArgumentError, match=r"class_id must be in 0\.\.2 \(3 classes\)"):
         gen1_metrics(gt, [boxes([(1_000_000, 10, 10, 40, 40, 3, 1)])], "psee", camera=GEN4_PSEE)
     gen1_metrics(gt, [three], "frames", camera=GEN4_PSEE)
+
+
+def _raw_library_stats(library, gt, dets):
+    """The 12 statistics the library's own README way: COCO + loadRes (writing into copies) + COCOeval."""
+    import contextlib
+    import copy
+    import io
+
+    coco_cls, evaluator_cls = _coco_classes(library)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = coco_cls()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        evaluator = evaluator_cls(coco_gt, coco_gt.loadRes(copy.deepcopy(dets)), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [float(v) for v in evaluator.stats[:12]]
+
+
+def test_both_backends_give_raw_pycocotools_twelve_numbers_exactly():
+    gt, dets = random_coco_case(seed=3, n_images=60)
+    reference = _raw_library_stats("pycocotools", gt, dets)
+    assert _raw_library_stats("faster", gt, dets) == reference
+    for backend in ("pycocotools", "faster", "auto"):
+        assert [coco_metrics(gt, dets, backend=backend)[k] for k in COCO_STAT_KEYS] == reference, backend
+
+
+@pytest.mark.parametrize("library", ["pycocotools", "faster"])
+def test_the_one_pass_result_index_is_the_index_load_res_builds(library):
+    gt, dets = random_coco_case(seed=1)
+    coco_cls, _ = _coco_classes(library)
+    coco_gt = coco_cls()
+    coco_gt.dataset = _prepared_gt(gt)
+    coco_gt.createIndex()
+    ours = _result_index(coco_cls, coco_gt, _columns_of_dicts(dets))
+    import contextlib
+    import copy
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = coco_gt.loadRes(copy.deepcopy(dets))
+
+    def boxes_only(anns):  # loadRes adds a polygon that box scoring never reads
+        return [{k: v for k, v in a.items() if k != "segmentation"} for a in anns]
+
+    assert ours.anns.keys() == theirs.anns.keys()
+    assert boxes_only(ours.anns.values()) == boxes_only(theirs.anns.values())
+    assert ours.imgToAnns.keys() == theirs.imgToAnns.keys()
+    for image_id, anns in theirs.imgToAnns.items():
+        assert boxes_only(ours.imgToAnns[image_id]) == boxes_only(anns)
+    assert dict(ours.catToImgs) == dict(theirs.catToImgs)
+    assert ours.imgs == theirs.imgs and ours.cats == theirs.cats
+    assert ours.imgToAnns[10**9] == []  # a defaultdict, as createIndex makes it
+
+
+def test_scoring_leaves_the_detections_as_given_and_takes_columns_too():
+    gt, dets = random_coco_case(seed=2)
+    before = json.dumps(dets)
+    by_dicts = coco_metrics(gt, dets, backend="faster")
+    assert json.dumps(dets) == before  # loadRes would have added area, id, iscrowd and a polygon
+    columns = DetectionColumns(
+        np.array([d["image_id"] for d in dets]), np.array([d["category_id"] for d in dets]),
+        np.array([d["bbox"] for d in dets]), np.array([d["score"] for d in dets]),
+    )
+    assert coco_metrics(gt, columns, backend="faster") == by_dicts
+    assert coco_metrics(gt, iter(dets), backend="pycocotools") == coco_metrics(gt, columns, backend="pycocotools")
+
+
+def test_to_coco_results_as_columns_equals_its_dicts():
+    preds = [
+        {"boxes": torch.tensor([[1.0, 2.0, 11.0, 22.0], [0.0, 0.0, 5.0, 5.0]]), "scores": torch.tensor([0.9, 0.1]),
+         "labels": torch.tensor([0, 2])},
+        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)},
+    ]
+    dicts = to_coco_results(preds, [5, 6], category_ids=[1, 3, 7])
+    columns = to_coco_results(preds, [5, 6], category_ids=[1, 3, 7], as_columns=True)
+    assert isinstance(columns, DetectionColumns)
+    assert dicts == [
+        {"image_id": i, "category_id": c, "bbox": b, "score": s}
+        for i, c, b, s in zip(*(col.tolist() for col in columns), strict=True)
+    ]
+    empty = to_coco_results([], [], as_columns=True)
+    assert empty.bbox.shape == (0, 4) and to_coco_results([], []) == []
+
+
+def test_auto_backend_is_faster_where_installed_else_the_reference(monkeypatch):
+    assert resolve_backend("auto") == "faster"  # installed by the dev extra
+    assert resolve_backend("pycocotools") == "pycocotools"
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faster_coco_eval" else
+                        real(name, *a))
+    assert resolve_backend("auto") == "pycocotools"
+    with pytest.raises(InvalidArgumentError, match="auto"):
+        resolve_backend("torchmetrics")

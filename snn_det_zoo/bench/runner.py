@@ -54,6 +54,7 @@ def run(
     constants: EnergyConstants | None = None,
     model_args: dict[str, Any] | None = None,
     notes: str = "",
+    coco_backend: str = "auto",
     **eval_kwargs: Any,
 ) -> dict[str, str] | None:
     """Build ``name`` (``arch`` or ``arch.tag``), evaluate it and return its result row (rank 0; else None).
@@ -64,17 +65,21 @@ def run(
     ``pretrained`` (the card's) or ``checkpoint_path`` (a file of the user's); otherwise the network is
     randomly initialised and the row says so. With ``results_dir`` the row is appended to
     ``results-<dataset>-<protocol>.csv`` there and the per-layer energy goes to
-    ``energy/<model>-<dataset>-<protocol>.csv`` beside it; without it nothing is written.
+    ``energy/<model>-<dataset>-<protocol>.csv`` beside it; without it nothing is written. ``coco_backend``
+    scores the predictions (:func:`~snn_det_zoo.eval.coco.resolve_backend`: ``"auto"`` takes faster-coco-eval
+    where installed, ``"pycocotools"`` the reference; the numbers are the same).
 
     Every argument, the row's settings and the results file are checked before anything is evaluated, so a
     mistake costs seconds, not an evaluation.
     """
     from .. import __version__
+    from ..eval.coco import resolve_backend
     from ..factory import create_model
     from ..registry import family_of, split_model_name
 
     protocol = check_protocol(dataset, protocol)
     check_eval_args(**eval_kwargs)
+    coco_backend = resolve_backend(coco_backend)
     if pretrained and checkpoint_path is not None:
         raise InvalidArgumentError("give the card's weights (pretrained) or a file (checkpoint_path), not both")
     init_from_env(str(eval_kwargs.get("device", "cpu")))
@@ -94,7 +99,7 @@ def run(
     arch, tag = split_model_name(name)
     track = make_track(dataset, model, protocol=protocol, split=split, num_samples=num_samples,
                        image_size=image_size, seed=seed, coco_root=coco_root, coco_ann=coco_ann,
-                       gen1_root=gen1_root)
+                       gen1_root=gen1_root, coco_backend=coco_backend)
     limit = eval_kwargs.get("limit")
     fused = bool(eval_kwargs.get("fuse")) and type(model).fuse is not Detector.fuse
     weights = "" if not pretrained else (tag or model.weights_tag or "")

@@ -45,16 +45,16 @@ def bin_edges(t_label: int, window_us: int, T: int) -> np.ndarray:
 
 def _binned(events: np.ndarray, edges: np.ndarray, height: int, width: int):
     """Bin index, y, x and p of the events inside ``[edges[0], edges[-1])``, in time order."""
-    t = events["t"]
-    lo, hi = np.searchsorted(t, edges[0], "left"), np.searchsorted(t, edges[-1], "left")
-    ev = events[lo:hi]
+    # One binary search per edge on the sorted times: bin k is the run between the positions of edges k and
+    # k + 1 (the half-open bins exactly), so no per-event search is needed.
+    pos = np.searchsorted(events["t"], edges, "left")
+    ev = events[pos[0] : pos[-1]]
     x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
     if len(ev) and (x.max() >= width or y.max() >= height):
         raise InvalidArgumentError(
             f"events outside the {width}x{height} sensor (max x {x.max()}, max y {y.max()})"
         )
-    # Bins are equal, so the index is arithmetic; searchsorted keeps it exact for the half-open edges.
-    b = np.searchsorted(edges, ev["t"], "right") - 1
+    b = np.repeat(np.arange(len(edges) - 1, dtype=np.int64), np.diff(pos))
     return b, y, x, ev["p"].astype(np.int64)
 
 
@@ -67,14 +67,26 @@ def last_event_polarity_frames(
     :param edges: ``T + 1`` bin edges from :func:`bin_edges`.
     :returns: uint8 ``[T, height, width]``: 127 where no event fell in the bin, else 255 * p of the last one.
     """
-    b, y, x, p = _binned(events, edges, height, width)
-    frames = np.full((len(edges) - 1, height, width), _GREY, dtype=np.uint8)
-    flat = (b * height + y) * width + x
-    # The authors' fancy assignment keeps the last write; take each pixel's last event explicitly.
-    _, first_from_end = np.unique(flat[::-1], return_index=True)
-    last = len(flat) - 1 - first_from_end
-    frames.reshape(-1)[flat[last]] = (_ON * p[last]).astype(np.uint8)
-    return frames
+    pos = np.searchsorted(events["t"], edges, "left")  # bin k: events pos[k] .. pos[k + 1] (sorted times)
+    ev = events[pos[0] : pos[-1]]
+    if len(ev) and (ev["x"].max() >= width or ev["y"].max() >= height):
+        raise InvalidArgumentError(
+            f"events outside the {width}x{height} sensor (max x {ev['x'].max()}, max y {ev['y'].max()})"
+        )
+    T = len(edges) - 1
+    flat = ev["y"].astype(np.intp)
+    flat *= width
+    flat += ev["x"]
+    for k in range(1, T):  # each bin's plane offset, added to its run of events
+        flat[pos[k] - pos[0] : pos[k + 1] - pos[0]] += k * height * width
+    # The authors' fancy assignment keeps the last write; take each pixel's last event explicitly: the
+    # largest event index per pixel (an unbuffered maximum, no sort), -1 where none fell.
+    last = np.full(T * height * width, -1, dtype=np.intp)
+    np.maximum.at(last, flat, np.arange(len(flat), dtype=np.intp))
+    fired = last >= 0
+    frames = np.full(T * height * width, _GREY, dtype=np.uint8)
+    frames[fired] = _ON * ev["p"][last[fired]]
+    return frames.reshape(T, height, width)
 
 
 def polarity_histogram(

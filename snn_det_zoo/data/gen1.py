@@ -6,10 +6,14 @@ and one byte event size (8), then little-endian records of two 32-bit words: the
 a packed word with x in bits 0-13, y in bits 14-27 and the polarity in bit 28. Files written before the header
 existed have neither header nor the two type/size bytes.
 
-Events are memory-mapped and decoded with vectorised NumPy; a time window is found by binary search on the
-timestamps, so reading 250 ms of a one-hour recording touches only that part of the file. The search is only
+Records are decoded in chunks of :data:`_CHUNK` events whose temporaries stay in the CPU cache: each chunk's
+records are read as little-endian 64-bit words (timestamp in the low half, packed word in the high half), so
+every NumPy step runs on contiguous arrays, and each output field is written once (x and y together as one
+32-bit store). A full read streams the file with ``readinto`` (no page faults of a memory map) and checks the
+order of the timestamps in the same pass. A time window is found by binary search on the memory-mapped
+timestamps, so reading 250 ms of a one-hour recording touches only that part of the file; the search is only
 right on sorted timestamps, so the first window read of a :class:`DatFile` checks the order of the whole file
-once (a chunked pass over the timestamp column, cached on the object).
+once (the same chunked stream, cached on the object).
 """
 
 from __future__ import annotations
@@ -40,8 +44,14 @@ _RAW_DTYPE = np.dtype([("t", "<u4"), ("packed", "<u4")])  # the on-disk Event2D 
 _EVENT2D = 0
 _X_MASK, _Y_SHIFT, _Y_MASK, _P_SHIFT = 0x3FFF, 14, 0x3FFF, 28
 _MAX_HEADER_BYTES = 1 << 20  # a real header is a few hundred bytes; this bounds the scan of a garbage file
-_ORDER_CHUNK = 1 << 22  # events per step of the sortedness check: 16 MiB of timestamps, not the whole column
-
+_CHUNK = 1 << 16  # events per decoding step: 512 KiB per temporary, which stays in the cache
+_WORD = np.dtype("<u8")  # one record read whole: t | packed << 32
+# Two views of EVENT_DTYPE's 13 bytes that cover a record in two 64-bit stores: ``t`` (bytes 0-7), then
+# ``tail`` (bytes 5-12: t's zero high bytes 5-7 again, x, y, p) = x << 24 | y << 40 | p << 56.
+_T_VIEW = np.dtype({"names": ["t"], "formats": ["<i8"], "offsets": [0], "itemsize": EVENT_DTYPE.itemsize})
+_TAIL_VIEW = np.dtype({"names": ["tail"], "formats": ["<u8"], "offsets": [5], "itemsize": EVENT_DTYPE.itemsize})
+# Where x, y and p land in the tail, and the shift that moves each there from the on-disk word.
+_TAIL_FIELDS = (("x", 24, 32 - 24, _X_MASK), ("y", 40, 32 + _Y_SHIFT - 40, _Y_MASK), ("p", 56, 32 + _P_SHIFT - 56, 1))
 
 
 @dataclass(frozen=True)
@@ -143,17 +153,39 @@ class DatFile:
 
     def _check_order(self) -> None:
         """Refuse timestamps that go backwards anywhere in the file: on them the binary search returns a wrong,
-        often empty, window without a word. One pass per object, in chunks, so the column is never copied."""
+        often empty, window without a word. One streamed pass per object, in cache-sized chunks."""
         if self._ordered:
             return
-        t = self._raw["t"]
-        for start in range(0, len(t) - 1, _ORDER_CHUNK):
-            chunk = t[start : start + _ORDER_CHUNK + 1]  # overlaps the next chunk by one: its first step counts
-            bad = np.flatnonzero(chunk[1:] < chunk[:-1])
-            if bad.size:
-                i = start + int(bad[0]) + 1
-                self._corrupt(i, f"timestamp goes backwards ({int(t[i])} us after {int(t[i - 1])} us)")
+        last = -1
+        for start, words in self._stream(0, len(self)):
+            t = words & 0xFFFFFFFF
+            last = self._check_chunk_order(start, t, last)
         self._ordered = True
+
+    def _check_chunk_order(self, start: int, t: np.ndarray, last: int) -> int:
+        """Refuse a step back inside ``t`` (events ``start ...``) or from ``last``, the previous timestamp."""
+        if len(t) and (t[0] < last or (len(t) > 1 and np.less(t[1:], t[:-1]).any())):
+            steps = np.flatnonzero(np.diff(np.concatenate([[max(last, 0)], t]).astype(np.int64)) < 0)
+            i = start + int(steps[0])
+            before = last if i == start else int(t[i - start - 1])
+            self._corrupt(i, f"timestamp goes backwards ({int(t[i - start])} us after {before} us)")
+        return int(t[-1]) if len(t) else last
+
+    def _stream(self, lo: int, hi: int):
+        """``(index, words)`` chunks of the records ``lo .. hi`` as :data:`_WORD` arrays. Few records come
+        from the memory map; many are read into one reused buffer (``readinto``: sequential, no page faults)."""
+        if hi - lo <= _CHUNK:
+            if hi > lo:
+                yield lo, np.asarray(self._raw[lo:hi]).view(_WORD)
+            return
+        buffer = np.empty(_CHUNK, _WORD)
+        with _open_data(self.path, "events") as f:
+            f.seek(self.header.data_offset + lo * self.header.event_size)
+            for start in range(lo, hi, _CHUNK):
+                words = buffer[: min(_CHUNK, hi - start)]
+                if f.readinto(memoryview(words).cast("B")) != words.nbytes:
+                    raise DataFormatError(f"{self.path}: the file shrank while it was read (event {start})")
+                yield start, words
 
     @property
     def last_time(self) -> int:
@@ -167,27 +199,42 @@ class DatFile:
         :raises DataFormatError: timestamps out of order anywhere in the file, or coordinates in the window
             outside the header's sensor size (the message names the byte offset of the first bad event).
         """
+        if t_start is None and t_end is None and not self._ordered:
+            return self._decode(0, len(self), check_order=True)  # one pass: decode and order check
         self._check_order()
         lo = 0 if t_start is None else self.index_at(t_start)
         hi = len(self) if t_end is None else self.index_at(t_end)
         return self._decode(lo, max(lo, hi))
 
-    def _decode(self, lo: int, hi: int) -> np.ndarray:
-        raw = np.asarray(self._raw[lo:hi])
-        out = np.empty(len(raw), dtype=EVENT_DTYPE)
-        out["t"] = raw["t"]
-        packed = raw["packed"]
-        out["x"] = packed & _X_MASK
-        out["y"] = (packed >> _Y_SHIFT) & _Y_MASK
-        out["p"] = (packed >> _P_SHIFT) & 1
-        for axis, limit in (("x", self.header.width), ("y", self.header.height)):
-            if limit is not None and len(out):
-                outside = np.flatnonzero(out[axis] >= limit)
-                if outside.size:
-                    self._corrupt(
-                        lo + int(outside[0]),
-                        f"{axis} = {out[axis][outside[0]]} outside the sensor ({axis} < {limit})",
-                    )
+    def _decode(self, lo: int, hi: int, check_order: bool = False) -> np.ndarray:
+        """Events ``lo .. hi`` as ``EVENT_DTYPE``, coordinates checked against the header's sensor size."""
+        out = np.empty(hi - lo, dtype=EVENT_DTYPE)
+        t_view, tail_view = out.view(_T_VIEW)["t"], out.view(_TAIL_VIEW)["tail"]
+        limits = {"x": self.header.width, "y": self.header.height, "p": None}
+        n = min(_CHUNK, hi - lo)
+        field, tail = np.empty(n, _WORD), np.empty(n, _WORD)
+        last = -1
+        for start, words in self._stream(lo, hi):
+            m, at = len(words), slice(start - lo, start - lo + len(words))
+            f, acc = field[:m], tail[:m]
+            np.bitwise_and(words, 0xFFFFFFFF, out=f)
+            if check_order:
+                last = self._check_chunk_order(start, f, last)
+            t_view[at] = f.view(np.int64)  # same width: a plain strided copy, no cast loop
+            for k, (axis, at_bit, shift, mask) in enumerate(_TAIL_FIELDS):
+                value = f if k else acc  # the first field goes straight into the tail
+                np.right_shift(words, shift, out=value)
+                np.bitwise_and(value, mask << at_bit, out=value)
+                limit = limits[axis]
+                if limit is not None and value.max() >= limit << at_bit:
+                    i = int(np.flatnonzero(value >= limit << at_bit)[0])
+                    self._corrupt(start + i, f"{axis} = {int(value[i]) >> at_bit} outside the sensor "
+                                             f"({axis} < {limit})")
+                if k:
+                    np.bitwise_or(acc, value, out=acc)
+            tail_view[at] = acc  # after t: it rewrites t's zero bytes 5-7 with zeros
+        if check_order:
+            self._ordered = True
         return out
 
     def _corrupt(self, index: int, what: str) -> None:
