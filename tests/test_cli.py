@@ -119,3 +119,11 @@ def test_cli_errors_speak_the_command_line(capsys):
     assert "pretrained=True" not in err
     assert cli.main(["bench", "spikeyolo_tiny", "--pretrained", "--weights", "w.safetensors", "--no-save"]) == 2
     assert "--pretrained loads the card's weights and --weights FILE your own" in capsys.readouterr().err
+
+
+def test_bench_coco_backend_choices_are_the_scorers():
+    from snn_det_zoo.eval.coco import BACKENDS
+
+    bench = next(a for a in cli._build_parser()._actions if a.dest == "command").choices["bench"]
+    option = next(a for a in bench._actions if a.dest == "coco_backend")
+    assert tuple(option.choices) == ("auto", *BACKENDS) and option.default == "auto"

@@ -36,6 +36,9 @@ def _weights_sha256(name: str, pretrained: bool, checkpoint_path: str | os.PathL
     return card.get("sha256") or (model_info(arch)["weights"].get(tag) or {}).get("sha256") or ""
 
 
+_SCORERS = {"pycocotools": "pycocotools", "faster": "faster-coco-eval"}  # the libraries behind the backends
+
+
 def run(
     name: str,
     dataset: str = "synthetic-shapes",
@@ -123,7 +126,8 @@ def run(
         zoo_version=__version__,
         source="measured",
         notes="; ".join(filter(None, ["randomly initialised (no weights)" if random_init else "",
-                                      "re-parameterised blocks fused" if fused else "", notes])),
+                                      "re-parameterised blocks fused" if fused else "",
+                                      f"scored by {_SCORERS[coco_backend]}", notes])),
     )
     make_row(**settings)  # a setting the row cannot hold fails now
     if results_dir is not None:
