@@ -16,7 +16,8 @@ from typing import IO, Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["atomic_open", "atomic_path", "writable_folder", "write_csv_atomic", "write_files_atomic"]
+__all__ = ["atomic_open", "atomic_path", "check_writable_folder", "writable_folder", "write_csv_atomic",
+           "write_files_atomic"]
 
 
 def _create_temporary(dest: Path, suffix: str) -> Path:
@@ -95,3 +96,18 @@ def writable_folder(folder: str | os.PathLike[str]) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InvalidArgumentError(f"the folder {folder} is not writable")
     return folder
+
+
+def check_writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Refuse now, without creating anything, a folder that could not be made or written: ``folder`` or its
+    nearest existing ancestor must be a writable directory (an :class:`InvalidArgumentError` otherwise)."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidArgumentError(f"cannot write into the folder {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"cannot write into the folder {folder}: {existing} is not writable")
+    return folder
+

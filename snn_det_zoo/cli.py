@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +44,17 @@ def _fraction(text: str) -> float:
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"needs a number in [0, 1], got {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    """An argparse type: a finite, non-negative number of milliseconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"needs a finite number of milliseconds, at least 0, got {text!r}")
     return value
 
 
@@ -247,12 +259,14 @@ def _check_has_weights(name: str) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from ._atomic import check_writable_folder
     from .bench.runner import parse_model_args
     from .factory import create_model
     from .predict import RecordingWindows, predict_files
 
     if args.weights is None:
         _check_has_weights(args.model)
+    check_writable_folder(args.out)  # before the model is built and run
     model = create_model(args.model, pretrained=args.weights is None, checkpoint_path=args.weights,
                          **parse_model_args(args.model_arg)).to(_device(args.device))
     windows = RecordingWindows(window_ms=args.window_ms, every_ms=args.every_ms, start_ms=args.start_ms,
@@ -386,13 +400,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-detections", type=_positive_int, default=None, metavar="N",
                    help="detections kept per input (default: the model's)")
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per forward pass")
-    p.add_argument("--window-ms", type=float, default=250.0, metavar="MS",
+    p.add_argument("--window-ms", type=_milliseconds, default=250.0, metavar="MS",
                    help="recordings: the events before each prediction, ms")
-    p.add_argument("--every-ms", type=float, default=None, metavar="MS",
+    p.add_argument("--every-ms", type=_milliseconds, default=None, metavar="MS",
                    help="recordings: one prediction every MS ms (default: --window-ms, windows side by side)")
-    p.add_argument("--start-ms", type=float, default=0.0, metavar="MS",
+    p.add_argument("--start-ms", type=_milliseconds, default=0.0, metavar="MS",
                    help="recordings: where the first window starts, ms")
-    p.add_argument("--end-ms", type=float, default=None, metavar="MS",
+    p.add_argument("--end-ms", type=_milliseconds, default=None, metavar="MS",
                    help="recordings: the last prediction time, ms (default: the last event)")
     p.add_argument("--representation", default=None, metavar="NAME",
                    help="recordings: the event representation (default: the "

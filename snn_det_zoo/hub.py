@@ -90,7 +90,15 @@ from .errors import (
     WeightsNotFoundError,
     ZooError,
 )
-from .registry import LEGACY_WEIGHTS_FILE, USER_KIND, read_cache_record, user_weights_card, weights_dir, zoo_home
+from .registry import (
+    USER_KIND,
+    WEIGHTS_FILE,
+    cache_card_file,
+    read_cache_record,
+    user_weights_card,
+    weights_dir,
+    zoo_home,
+)
 
 __all__ = [
     "CorruptCacheEntry",
@@ -119,7 +127,6 @@ __all__ = [
 _TRUE = {"1", "true", "yes", "on"}
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_WEIGHTS_FILE = re.compile(r"model(-[0-9a-f]{16})?\.safetensors")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -630,17 +637,11 @@ def read_cached_card(arch: str, tag: str) -> dict[str, Any] | None:
     return _read_card(weights_dir(arch, tag) / "card.json")
 
 
-def _card_file(card: Mapping[str, Any] | None) -> str | None:
-    """The weights file a card vouches for, or ``None`` when the card's ``file`` is not one of ours."""
-    name = card.get("file", LEGACY_WEIGHTS_FILE) if card is not None else None
-    return name if isinstance(name, str) and _WEIGHTS_FILE.fullmatch(name) else None
-
-
 def _remove_stale(folder: Path, keep: str) -> None:
     # Keep also what the card names now, in case another save of this entry replaced it meanwhile.
-    keep_names = {keep, _card_file(_current_card(folder))}
+    keep_names = {keep, cache_card_file(_current_card(folder))}
     for old in folder.glob("model*.safetensors"):
-        if old.name not in keep_names and _WEIGHTS_FILE.fullmatch(old.name):
+        if old.name not in keep_names and WEIGHTS_FILE.fullmatch(old.name):
             old.unlink(missing_ok=True)
 
 
@@ -712,7 +713,7 @@ def cached_weights(
                                        f"but the model card now has weights {arch}.{tag} of its own; import yours "
                                        f"again under another tag (snn-det-zoo import-weights {arch}.<your tag> "
                                        f"{shlex.quote(str(source))}), then delete {folder}")
-        name, digest = _card_file(card), card.get("sha256")
+        name, digest = cache_card_file(card), card.get("sha256")
         if name is None or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise _removed_entry(folder, card, None, f"have a card.json without a valid file and sha256 ({card})")
         path = folder / name
@@ -763,7 +764,7 @@ def cached_user_weights(arch: str, tag: str) -> tuple[OrderedDict[str, torch.Ten
                                        f"snn-det-zoo import-weights {arch}.{tag} PATH")
         again = (f"import them again: snn-det-zoo import-weights {arch}.{tag} "
                  f"{shlex.quote(str(card['source'])) if card.get('source') else 'PATH'}")
-        name, digest = _card_file(card), card.get("sha256")
+        name, digest = cache_card_file(card), card.get("sha256")
         if name is None or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise CheckpointFormatError(f"{folder / 'card.json'}: corrupt record of your weights {arch}.{tag} (no "
                                         f"valid file and sha256); {again}")

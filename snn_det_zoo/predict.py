@@ -26,17 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._atomic import write_files_atomic
+from ._atomic import check_writable_folder, write_files_atomic
 from .data.gen1 import DatFile
 from .data.gen1_dataset import REPRESENTATIONS
+from .data.images import read_image
 from .errors import DataFormatError, DataNotFoundError, InvalidArgumentError
 from .nn.detector import Detector
 
-__all__ = ["IMAGE_SUFFIXES", "RecordingWindows", "collect_inputs", "draw_detections", "predict_files",
-           "render_events"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_WINDOWS", "RecordingWindows", "collect_inputs", "draw_detections", "predict_files",
+           "render_events", "visible"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 RECORDING_SUFFIX = ".dat"
+MAX_WINDOWS = 5000  # windows of one recording per run: each is a PNG kept until the run's files are renamed
+MAX_GIF_FRAMES = 400  # the GIF shows at most this many windows, evenly spaced (GIF encoders keep every frame)
 # Colour-blind-safe class colours (Okabe-Ito), one per label index modulo their number.
 _PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
             (204, 121, 167), (0, 0, 0))
@@ -57,21 +60,32 @@ class RecordingWindows:
     end_ms: float | None = None
 
     def times_us(self, last_event_us: int) -> list[int]:
-        """The prediction times (the end of each window), in microseconds."""
+        """The prediction times (the end of each window), in whole microseconds, at most :data:`MAX_WINDOWS`."""
+        for option, value in (("--window-ms", self.window_ms), ("--every-ms", self.every_ms),
+                              ("--start-ms", self.start_ms), ("--end-ms", self.end_ms)):
+            if value is not None and not math.isfinite(value):
+                raise InvalidArgumentError(f"{option} needs a finite number of milliseconds, got {value!r}")
         window, every = self.window_ms * 1000, (self.every_ms or self.window_ms) * 1000
-        if window <= 0 or every <= 0 or self.start_ms < 0:
-            raise InvalidArgumentError(f"window and step must be positive and the start not negative, got "
-                                       f"--window-ms {self.window_ms}, --every-ms {self.every_ms}, "
+        if window < 1 or every < 1 or self.start_ms < 0:
+            raise InvalidArgumentError(f"window and step must be at least 1 us (0.001 ms) and the start not "
+                                       f"negative, got --window-ms {self.window_ms}, --every-ms {self.every_ms}, "
                                        f"--start-ms {self.start_ms}")
+        if self.start_ms * 1000 > last_event_us:
+            raise InvalidArgumentError(f"--start-ms {self.start_ms:g} is after the recording's last event "
+                                       f"({last_event_us / 1000:g} ms)")
         first = self.start_ms * 1000 + window
         if self.end_ms is None:  # up to the first window that holds the last event (windows are half-open)
             count = max(1, math.ceil((last_event_us + 1 - first) / every) + 1)
-            return [round(first + k * every) for k in range(count)]
-        end = self.end_ms * 1000
-        if end < first:
-            raise InvalidArgumentError(f"the first window ends at {first / 1000:g} ms, after the end of the span "
-                                       f"({end / 1000:g} ms); shorten --window-ms or move --start-ms/--end-ms")
-        return [round(t) for t in np.arange(first, end + 1e-6, every)]
+        else:
+            if self.end_ms * 1000 < first:
+                raise InvalidArgumentError(f"the first window ends at {first / 1000:g} ms, after the end of the "
+                                           f"span ({self.end_ms:g} ms); shorten --window-ms or move --start-ms/"
+                                           "--end-ms")
+            count = math.floor((self.end_ms * 1000 - first) / every + 1e-9) + 1
+        if count > MAX_WINDOWS:
+            raise InvalidArgumentError(f"{count} windows (one every {every / 1000:g} ms) is more than "
+                                       f"{MAX_WINDOWS}: raise --every-ms or narrow --start-ms/--end-ms")
+        return sorted({round(first + k * every) for k in range(count)})
 
 
 def collect_inputs(paths: Iterable[str | os.PathLike[str]], kind: str | None = None) -> list[Path]:
@@ -99,6 +113,8 @@ def collect_inputs(paths: Iterable[str | os.PathLike[str]], kind: str | None = N
                 raise InvalidArgumentError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}) nor a Prophesee "
                                            f"{RECORDING_SUFFIX} recording")
             found.append(path)
+        elif path.exists():
+            raise InvalidArgumentError(f"{path}: not a regular file or folder")
         else:
             raise DataNotFoundError(f"{path}: no such file or folder")
     if not found:
@@ -153,19 +169,21 @@ def render_events(events: np.ndarray, height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(picture).permute(2, 0, 1).contiguous()
 
 
-# Pillow (a dependency of torchvision) reads and writes the pictures: torchvision's own image codecs are
-# deprecated since 0.29.
-def _encode(images: Sequence[torch.Tensor], **gif: Any) -> bytes:
-    """uint8 ``[3, H, W]`` pictures as one PNG, or (with GIF options) an animated GIF."""
+def _encode(picture: torch.Tensor) -> bytes:
+    """A uint8 ``[3, H, W]`` picture as PNG (Pillow: torchvision's own codecs are deprecated since 0.29)."""
     from PIL import Image
 
-    pictures = [Image.fromarray(f.permute(1, 2, 0).cpu().numpy()) for f in images]
     buffer = io.BytesIO()
-    if gif:
-        pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], **gif)
-    else:
-        pictures[0].save(buffer, format="PNG")
+    Image.fromarray(picture.permute(1, 2, 0).cpu().numpy()).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def visible(detections: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The detections whose box keeps an area after clipping to the input (a box predicted beyond the edge
+    ends up as a line along it)."""
+    boxes = detections["boxes"]
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return {key: value[keep] for key, value in detections.items()}
 
 
 def _record(detections: dict[str, torch.Tensor], class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -175,15 +193,15 @@ def _record(detections: dict[str, torch.Tensor], class_names: Sequence[str]) -> 
                                          detections["labels"].tolist(), strict=True)]
 
 
-def _read_image(path: Path) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataFormatError(f"{path}: cannot decode the image ({exc})") from exc
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+def _check_stems(files: Sequence[Path]) -> None:
+    stems = [p.stem for p in files]
+    odd = [p for p in files if p.stem in (".", "..")]
+    if odd:  # "<stem>.png" and "<stem>/" would name the output folder or its parent
+        raise InvalidArgumentError(f"{odd[0]}: its name gives no picture name; rename it")
+    if len(set(stems)) != len(stems):
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        raise InvalidArgumentError(f"two inputs would write the same pictures ({', '.join(twice)}): give them in "
+                                   "separate runs or rename one")
 
 
 def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
@@ -213,18 +231,17 @@ def predict_files(
 ) -> list[Path]:
     """Run ``model`` on ``inputs`` and write the pictures and ``detections.json`` into ``out_dir``.
 
-    Images give ``<stem>.png``; a recording gives ``<stem>/<t_ms>ms.png`` per window and ``<stem>.gif``. Returns
-    the written paths (``detections.json`` last). An image model refuses recordings and an event model images.
+    Images give ``<stem>.png``; a recording gives ``<stem>/<t>ms.png`` per window (``0000250.000ms.png``) and
+    ``<stem>.gif`` (at most :data:`MAX_GIF_FRAMES` windows, evenly spaced). Returns the written paths
+    (``detections.json`` last). An image model refuses recordings and an event model images. Detections are
+    ``model.predict``'s, less the boxes left with no area after clipping to the input (:func:`visible`).
     """
     wanted = "recording" if model.modality == "events" else "image"
     files = collect_inputs(inputs, wanted)
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-    stems = [p.stem for p in files]
-    if len(set(stems)) != len(stems):
-        twice = sorted({s for s in stems if stems.count(s) > 1})
-        raise InvalidArgumentError(f"two inputs would write the same pictures ({', '.join(twice)}): give them in "
-                                   "separate runs or rename one")
+    _check_stems(files)
+    check_writable_folder(out_dir)
     thresholds = dict(score_thresh=score_thresh, iou_thresh=iou_thresh, max_detections=max_detections)
     out, names = Path(out_dir), list(model.class_names)
     written: dict[Path, bytes] = {}
@@ -233,14 +250,16 @@ def predict_files(
     recordings = [p for p in files if _kind(p) == "recording"]
     wrong = recordings if wanted == "image" else images
     if wrong:
-        raise InvalidArgumentError(f"{wrong[0]}: {model.model_name or 'this model'} takes "
+        raise InvalidArgumentError(f"{wrong[0]}: {name or model.model_name or 'this model'} takes "
                                    f"{'event recordings (.dat)' if wanted == 'recording' else 'images'} "
                                    f"(its modality is {model.modality!r})")
     for batch in _batches(images, batch_size):
-        pictures = [_read_image(p) for p in batch]
+        pictures = [read_image(p, exif_transpose=True) for p in batch]  # photos upright, as viewers show them
         for path, picture, det in zip(batch, pictures, model.predict(pictures, **thresholds), strict=True):
-            written[out / f"{path.stem}.png"] = _encode([draw_detections(picture, det, names)])
-            records.append({"input": str(path), "size": list(picture.shape[-2:]), "detections": _record(det, names)})
+            det = visible(det)
+            written[out / f"{path.stem}.png"] = _encode(draw_detections(picture, det, names))
+            records.append({"input": str(path), "picture": f"{path.stem}.png", "height": picture.shape[-2],
+                            "width": picture.shape[-1], "detections": _record(det, names)})
     if recordings:
         make = REPRESENTATIONS[_representation(model, representation)].make
         windows = windows or RecordingWindows()
@@ -249,7 +268,8 @@ def predict_files(
     meta = {"model": name or model.model_name, "weights_tag": getattr(model, "weights_tag", None),
             "score_thresh": model.score_thresh if score_thresh is None else score_thresh,
             "iou_thresh": model.iou_thresh if iou_thresh is None else iou_thresh,
-            "boxes": "xyxy in the input's own pixels", "inputs": records}
+            "boxes": "xyxy in the input's own pixels; boxes with no area after clipping to the input are left out",
+            "inputs": records}
     written[out / "detections.json"] = (json.dumps(meta, indent=1) + "\n").encode()
     return write_files_atomic(written)
 
@@ -257,20 +277,40 @@ def predict_files(
 def _predict_recording(model: Detector, path: Path, out: Path, make: Any, windows: RecordingWindows,
                        thresholds: dict[str, Any], names: Sequence[str], written: dict[Path, bytes]) -> list[dict]:
     dat = DatFile(path)
+    if not len(dat):
+        raise DataFormatError(f"{path}: no events in this recording")
     window_us = round(windows.window_ms * 1000)
+    times = windows.times_us(dat.last_time)
     if window_us < model.T:
         raise InvalidArgumentError(f"--window-ms {windows.window_ms} is shorter than the model's T={model.T} bins")
-    frames, records = [], []
-    for t in windows.times_us(dat.last_time):
+    shown = set(times[:: math.ceil(len(times) / MAX_GIF_FRAMES)])
+    gif_frames, records = [], []
+    for t in times:
         events = dat.window(max(0, t - window_us), t)
         inputs = make(events, t, T=model.T, window_us=window_us)  # [T, C, H, W] at the sensor's resolution
         (det,) = model.predict([inputs], **thresholds)
+        det = visible(det)
         height, width = (dat.header.height or inputs.shape[-2]), (dat.header.width or inputs.shape[-1])
         picture = draw_detections(render_events(events, height, width), det, names)
-        frames.append(picture)
-        written[out / path.stem / f"{t / 1000:09.1f}ms.png"] = _encode([picture])
-        records.append({"input": str(path), "t_ms": t / 1000, "window_ms": windows.window_ms,
-                        "events": len(events), "size": [height, width], "detections": _record(det, names)})
-    step_ms = windows.every_ms or windows.window_ms  # played at the recording's pace (GIFs count in 10 ms)
-    written[out / f"{path.stem}.gif"] = _encode(frames, duration=max(20, round(step_ms)), loop=0)
+        png = f"{path.stem}/{t / 1000:011.3f}ms.png"  # t is whole microseconds: one name per window
+        written[out / png] = _encode(picture)
+        if t in shown:
+            gif_frames.append(_quantised(picture))
+        records.append({"input": str(path), "picture": png, "t_ms": t / 1000, "window_ms": windows.window_ms,
+                        "events": len(events), "height": height, "width": width, "detections": _record(det, names)})
+    step_ms = (windows.every_ms or windows.window_ms) * len(times) / len(gif_frames)  # the recording's pace
+    written[out / f"{path.stem}.gif"] = _gif(gif_frames, duration=max(20, round(step_ms)))
     return records
+
+
+def _quantised(picture: torch.Tensor) -> Any:
+    """A picture as a palette image (a quarter of its RGB size), the form a GIF stores."""
+    from PIL import Image
+
+    return Image.fromarray(picture.permute(1, 2, 0).cpu().numpy()).quantize(colors=64)
+
+
+def _gif(frames: Sequence[Any], duration: int) -> bytes:
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=list(frames[1:]), duration=duration, loop=0)
+    return buffer.getvalue()

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 __all__ = [
     "LEGACY_WEIGHTS_FILE",
     "USER_KIND",
+    "WEIGHTS_FILE",
     "UnknownModelError",
     "build_model",
+    "cache_card_file",
     "check_user_tag",
     "family_of",
     "is_model",
@@ -59,6 +61,7 @@ _ENTRYPOINTS: dict[str, Callable[..., Any]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 LEGACY_WEIGHTS_FILE = "model.safetensors"  # what a cache card without "file" (older versions) vouches for
+WEIGHTS_FILE = re.compile(r"model(-[0-9a-f]{16})?\.safetensors")  # the names the cache gives weights files
 USER_KIND = "user"  # card.json "kind" of weights the user imported under a tag of their own
 # Tags of the user's own weights: a folder name on every OS and one part of "arch.tag".
 _USER_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -218,6 +221,13 @@ def user_weights(arch: str | None = None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def cache_card_file(card: dict[str, Any] | None) -> str | None:
+    """The weights file a cache ``card.json`` vouches for, or ``None`` when its ``file`` is not one of the
+    cache's own names (nothing else in or outside the folder is ever taken for weights)."""
+    name = card.get("file", LEGACY_WEIGHTS_FILE) if card is not None else None
+    return name if isinstance(name, str) and WEIGHTS_FILE.fullmatch(name) else None
+
+
 def weights_status(arch: str, tag: str) -> str:
     """Where the weights ``arch.tag`` are: ``built-in`` (ship with the zoo), ``cached`` (in the weights cache,
     including the user's own), ``downloadable`` (the zoo fetches them on first use) or ``manual`` (the user
@@ -230,8 +240,8 @@ def weights_status(arch: str, tag: str) -> str:
         record = read_cache_record(weights_dir(arch, tag) / "card.json", "")
     except (CheckpointFormatError, InvalidArgumentError):
         record = None
-    name = record.get("file", LEGACY_WEIGHTS_FILE) if record is not None else None
-    if isinstance(name, str) and name and (weights_dir(arch, tag) / name).is_file():
+    name = cache_card_file(record)
+    if name is not None and (weights_dir(arch, tag) / name).is_file():
         return "cached"
     if source.startswith(("https://", "hf-hub:", "gdrive:", "gdrive-folder:")):
         return "downloadable"

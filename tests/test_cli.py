@@ -98,15 +98,21 @@ def test_list_is_a_table_with_where_each_weights_tag_is(capsys, tmp_path):
 
 
 def test_weights_status_follows_the_cache():
+    import json
+
     from snn_det_zoo.registry import weights_dir, weights_status
 
     assert weights_status("spikeyolo_s", "coco_official") == "downloadable"
     folder = weights_dir("spikeyolo_s", "coco_official")
     folder.mkdir(parents=True)
-    (folder / "card.json").write_text('{"file": "model-abc.safetensors"}')
+    (folder / "card.json").write_text('{"file": "model-0123456789abcdef.safetensors"}')
     assert weights_status("spikeyolo_s", "coco_official") == "downloadable"  # the card names a missing file
-    (folder / "model-abc.safetensors").write_bytes(b"x")
+    (folder / "model-0123456789abcdef.safetensors").write_bytes(b"x")
     assert weights_status("spikeyolo_s", "coco_official") == "cached"
+    (folder / "junk.bin").write_bytes(b"x")
+    for name in ("junk.bin", "../../../../../../etc/hostname"):  # only the cache's own file names count
+        (folder / "card.json").write_text(json.dumps({"file": name}))
+        assert weights_status("spikeyolo_s", "coco_official") == "downloadable", name
     (folder / "card.json").write_text("not json")
     assert weights_status("spikeyolo_s", "coco_official") == "downloadable"  # a broken cache is not a cache
     assert weights_status("spikeyolo_n", "anything") == "manual"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from snn_det_zoo.data.gen1 import EVENT_DTYPE, write_dat
 from snn_det_zoo.data.gen1_dataset import REPRESENTATIONS
 from snn_det_zoo.data.synthetic import SyntheticEvents, SyntheticShapes
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError
-from snn_det_zoo.predict import RecordingWindows, collect_inputs, draw_detections, render_events
+from snn_det_zoo.predict import MAX_WINDOWS, RecordingWindows, collect_inputs, draw_detections, render_events, visible
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +60,13 @@ def test_images_get_boxes_names_and_a_json_equal_to_model_predict(shape_images, 
     assert [r["input"] for r in record["inputs"]] == [str(shape_images / f"img{i}.png") for i in range(3)]
     assert sum(len(r["detections"]) for r in record["inputs"]) > 0  # trained weights find the shapes
     for r, det in zip(record["inputs"], expected, strict=True):
-        _same(r, det, model.class_names)
+        _same(r, visible(det), model.class_names)
+    assert [(r["picture"], r["height"], r["width"]) for r in record["inputs"]] == [
+        (f"img{i}.png", 128, 128) for i in range(3)]
     drawn = _read(out / "img0.png")
     assert drawn.shape == (3, 384, 384)  # enlarged 3x for readable labels
     plain = images[0].repeat_interleave(3, -2).repeat_interleave(3, -1)
-    assert (drawn != plain).any(dim=0).float().mean() > 0.01  # the boxes and labels are on it
+    assert (drawn != plain).any(dim=0).float().mean() > 0.002  # the boxes and labels are on it
 
 
 def test_a_recording_gives_one_picture_per_window_a_gif_and_the_model_s_detections(tmp_path):
@@ -80,8 +83,8 @@ def test_a_recording_gives_one_picture_per_window_a_gif_and_the_model_s_detectio
     assert times == [250.0, 375.0, 500.0]  # until the window that holds the last event (< 500 ms)
     with Image.open(out / "drive_td.gif") as gif:
         assert gif.n_frames == 3 and gif.size == (608, 480)
-    assert sorted(p.name for p in (out / "drive_td").iterdir()) == ["0000250.0ms.png", "0000375.0ms.png",
-                                                                     "0000500.0ms.png"]
+    assert sorted(p.name for p in (out / "drive_td").iterdir()) == ["0000250.000ms.png", "0000375.000ms.png",
+                                                                     "0000500.000ms.png"]
     model = zoo.create_model("spikeyolo_tiny.shapes_events", pretrained=True)
     make = REPRESENTATIONS[model.event_representation].make
     for r in record["inputs"]:
@@ -89,7 +92,7 @@ def test_a_recording_gives_one_picture_per_window_a_gif_and_the_model_s_detectio
         window = events[(events["t"] >= t - 250_000) & (events["t"] < t)]
         assert r["events"] == len(window)
         (det,) = model.predict([make(window, t, T=model.T, window_us=250_000)], score_thresh=0.25)
-        _same(r, det, model.class_names)
+        _same(r, visible(det), model.class_names)
 
 
 def test_rendered_events_show_each_pixel_s_last_polarity():
@@ -114,8 +117,16 @@ def test_windows_and_bad_input_are_explained(tmp_path, shape_images, capsys):
         110_000, 160_000, 210_000]
     with pytest.raises(InvalidArgumentError, match="after the end of the span"):
         RecordingWindows(end_ms=100).times_us(10**6)
-    with pytest.raises(InvalidArgumentError, match="must be positive"):
-        RecordingWindows(every_ms=-1).times_us(10**6)
+    with pytest.raises(InvalidArgumentError, match="at least 1 us"):
+        RecordingWindows(every_ms=0.0001).times_us(10**6)
+    with pytest.raises(InvalidArgumentError, match="finite number"):
+        RecordingWindows(window_ms=float("nan")).times_us(10**6)
+    with pytest.raises(InvalidArgumentError, match=f"more than {MAX_WINDOWS}: raise --every-ms"):
+        RecordingWindows(every_ms=0.001, end_ms=1e9).times_us(10**6)  # refused before any window is made
+    with pytest.raises(InvalidArgumentError, match="--start-ms 5000 is after the recording's last event"):
+        RecordingWindows(start_ms=5000).times_us(10**6)
+    # Whole microseconds, one name each: steps below 0.1 ms no longer collide.
+    assert RecordingWindows(window_ms=1, every_ms=0.05, end_ms=2).times_us(10**6) == list(range(1000, 2001, 50))
     with pytest.raises(DataNotFoundError, match="no such file or folder"):
         collect_inputs([tmp_path / "missing.png"])
     (tmp_path / "notes.txt").write_text("hello")
@@ -135,8 +146,25 @@ def test_windows_and_bad_input_are_explained(tmp_path, shape_images, capsys):
                                            str(shape_images / "img0.png")],
     }
     (tmp_path / "x.dat").write_bytes(b"")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    shutil.copyfile(shape_images / "img0.png", tmp_path / "...png")  # its stem is ".."
+    Image.new("L", (1, 1)).save(tmp_path / "bomb.png")
+    bomb = bytearray((tmp_path / "bomb.png").read_bytes())
+    bomb[16:24] = (30000).to_bytes(4, "big") * 2  # IHDR declares 30000 x 30000 in a tiny file ...
+    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")  # ... with a valid checksum
+    (tmp_path / "bomb.png").write_bytes(bytes(bomb))
+    cases.update({
+        "empty_td.dat: no events in this recording": ["spikeyolo_tiny.shapes_events", str(tmp_path / "empty_td.dat")],
+        "cannot write into the folder": ["spikeyolo_tiny.shapes", str(shape_images), "--out", str(a_file / "sub")],
+        "...png: its name gives no picture name": ["spikeyolo_tiny.shapes", str(tmp_path / "...png")],
+        "bomb.png: too many pixels to decode safely": ["spikeyolo_tiny.shapes", str(tmp_path / "bomb.png")],
+        "spikeyolo_tiny.shapes_events takes event recordings": ["spikeyolo_tiny.shapes_events",
+                                                               str(shape_images / "img1.png")],
+    })
+    (tmp_path / "empty_td.dat").write_bytes(b"")
     for expected, argv in cases.items():
-        assert main(["predict", *argv, "--out", str(out), "--device", "cpu"]) == 2, expected
+        assert main(["predict", "--out", str(out), "--device", "cpu", *argv]) == 2, expected
         assert expected in capsys.readouterr().err, expected
     assert not out.exists()  # nothing half-written
     # A folder holding both kinds gives each model its own kind; none of it is an error naming what is missing.

@@ -10,13 +10,13 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..constants import COCO80_TO_COCO91
 from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
 from ..labels import load_coco_json
+from .images import read_image
 
 __all__ = ["CategoryMap", "CocoDetection"]
 
@@ -118,19 +118,9 @@ class CocoDetection(Dataset):
     def image_ids(self) -> list[int]:
         return [im["id"] for im in self.images]
 
-    def _read_image(self, file_name: str) -> torch.Tensor:
-        from PIL import Image  # Pillow comes with torchvision; torchvision.io's decoders are deprecated
-
-        path = os.path.join(self.image_dir, file_name)
-        if not os.path.isfile(path):
-            raise DataNotFoundError(f"image file not found: {path}")
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         info_json = self.images[index]
-        image = self._read_image(info_json["file_name"])
+        image = read_image(os.path.join(self.image_dir, info_json["file_name"]))  # boxes are in stored pixels
         orig_size = tuple(image.shape[-2:])
         anns = [
             a for a in self._annotations.get(info_json["id"], []) if a["bbox"][2] > 0 and a["bbox"][3] > 0
