@@ -30,9 +30,10 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default is None or action.default is False or action.default == [] or (
-                action.default == argparse.SUPPRESS):
+        if "default" in text or action.default is False or action.default == [] or action.default == argparse.SUPPRESS:
             return text
+        if action.default is None:  # an option that is simply not given unless asked for
+            return f"{text} (default: not given)" if action.option_strings else text
         return super()._get_help_string(action)
 
 
@@ -66,12 +67,15 @@ def _positive_int(text: str) -> int:
 
 
 def _device(name: str) -> str:
-    """``auto`` -> ``cuda`` where a GPU is present, else ``cpu`` (resolved when a command runs)."""
-    if name != "auto":
-        return name
+    """``auto`` -> ``cuda`` where a GPU is present, else ``cpu`` (resolved when a command runs); a CUDA device
+    where none is visible is refused in the option's name."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"--device {name}: no CUDA GPU is visible here (--device cpu, or auto)")
+    return name
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -104,11 +108,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     names = list_models(args.pattern or "*", pretrained=args.pretrained)
     if args.names:
-        print("\n".join(names))
+        for name in names:
+            print(name)
         return 0
     records = [_list_record(name) for name in names]
     if args.json:
         print(json.dumps(records, indent=2))
+        return 0
+    if not records:
+        print(f"no model matches {args.pattern!r} (snn-det-zoo list shows them all)")
         return 0
     header = ("name", "family", "params (M)", "T", "D", "input", "weights")
     table = [header] + [
@@ -117,8 +125,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for r in records
     ]
     _print_columns(table)
-    if not records:
-        print(f"no model matches {args.pattern!r} (snn-det-zoo list shows them all)")
     return 0
 
 
@@ -280,7 +286,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import DataNotFoundError
     from .leaderboard import build
+
+    if args.results is not None and not Path(args.results).exists():  # a mistyped folder is not "no rows yet"
+        raise DataNotFoundError(f"--results {args.results}: no such folder")
 
     for path in build(args.results, args.out, include_cards=not args.no_cards, plot=not args.no_plot):
         print(path)
@@ -326,17 +338,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", action="store_true", help="load the card's weights for the tag")
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="load a safetensors or state-dict file of your own instead")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    p.add_argument("--num-samples", type=int, default=None,
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="evaluate only the first N samples (default: all)")
+    p.add_argument("--num-samples", type=int, default=None, metavar="N",
                    help="size of the synthetic validation set (default 64; 256 with no model)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="side of the synthetic images, pixels (default: the model's input size)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and the synthetic set")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per batch")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the model's initialisation and the synthetic set")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="samples per batch")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
     p.add_argument("--precision", default="fp32", choices=_PRECISIONS, help="autocast precision")
-    p.add_argument("--e-ac", type=float, default=_E_AC_PJ, help="energy per accumulate, pJ")
-    p.add_argument("--e-mac", type=float, default=_E_MAC_PJ, help="energy per multiply-accumulate, pJ")
+    p.add_argument("--e-ac", type=float, default=_E_AC_PJ, metavar="PJ", help="energy per accumulate, pJ")
+    p.add_argument("--e-mac", type=float, default=_E_MAC_PJ, metavar="PJ", help="energy per multiply-accumulate, pJ")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="builder argument, repeatable (e.g. --model-arg T=2)")
     p.add_argument("--results", default=None, metavar="DIR",
@@ -357,16 +371,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        formatter_class=_Help)
     p.add_argument("model", help="a registered arch")
     p.add_argument("--dataset", default="synthetic-shapes", choices=_DATASETS, help="the training set")
-    p.add_argument("--epochs", type=int, default=30, help="epochs")
-    p.add_argument("--batch-size", type=int, default=16, help="images per batch, over all processes")
-    p.add_argument("--num-samples", type=int, default=1024, help="size of the synthetic training set")
-    p.add_argument("--val-samples", type=int, default=128, help="size of the synthetic validation set")
-    p.add_argument("--img-size", type=int, default=None, help="training input side (default: the model's)")
+    p.add_argument("--epochs", type=int, default=30, metavar="N", help="epochs")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch, over all processes")
+    p.add_argument("--num-samples", type=int, default=1024, metavar="N", help="size of the synthetic training set")
+    p.add_argument("--val-samples", type=int, default=128, metavar="N", help="size of the synthetic validation set")
+    p.add_argument("--img-size", type=int, default=None, metavar="N", help="training input side (default: the model's)")
     p.add_argument("--out", default="runs/train", metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model, the data order and the data")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the model, the data order and the data")
+    p.add_argument("--workers", type=int, default=0, metavar="N", help="data-loading worker processes")
     p.add_argument("--cache", action="store_true", help="keep the pre-processed training inputs in memory")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="mixed precision on CUDA (ignored on the CPU)")
@@ -428,8 +442,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default=None, metavar="DIR",
                    help="append the measured result rows to DIR/results-*.csv (default: not saved)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per batch")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="samples per batch")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="evaluate only the first N samples (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reproduce)
 
@@ -445,8 +460,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'spikeyolo*'")
     p.add_argument("--pretrained", action="store_true", help="one line per weights entry (arch.tag) instead")
-    p.add_argument("--json", action="store_true", help="the table as a JSON list")
-    p.add_argument("--names", action="store_true", help="the names alone, one per line (for scripts)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="the table as a JSON list")
+    form.add_argument("--names", action="store_true", help="the names alone, one per line (for scripts)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="print a model card as JSON (params, defaults, weights, paper metrics)",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ._atomic import write_files_atomic
+from ._atomic import check_writable_folder, write_files_atomic
 from ._cards import variant_cards
 from .bench.rows import default_results_dir, paper_rows, read_rows
 from .errors import InvalidArgumentError, MissingDependencyError
@@ -82,14 +82,17 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 # Characters that Markdown would read as markup in a table cell: HTML, links, emphasis, code, the cell border.
 # An underscore inside a word (spikeyolo_n) is no emphasis in CommonMark, so only the others are escaped.
-_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]|#"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"})
+# "@", the ":" of "://" and the "." of "www." are escaped too, so that GitHub's autolinks never turn a URL or an
+# address in a cited text into a link; "~" would start strikethrough.
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]|#@~"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"})
+_AUTOLINK = re.compile(r"(?i)(?<=\bwww)\.|:(?=//)")
 _EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
 
 def markdown_text(text: str) -> str:
     """``text`` as literal Markdown: markup characters escaped, line breaks folded into spaces."""
     folded = " ".join(str(text).split()).translate(_MARKDOWN_SPECIAL)
-    return _EDGE_UNDERSCORE.sub(r"\\_", folded)
+    return _AUTOLINK.sub(lambda m: "\\" + m.group(0), _EDGE_UNDERSCORE.sub(r"\\_", folded))
 
 
 def markdown_code(text: str) -> str:
@@ -108,7 +111,7 @@ def _number(text: str) -> float | None:
         value = float(text)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(value) else value
+    return value if math.isfinite(value) else None  # a hand-edited "inf" is no number to rank or plot
 
 
 _CONFIDENCE_ORDER = {"V": 0, "S": 1, "M": 2}  # a verified citation gives a setting's paper values first
@@ -495,8 +498,10 @@ class Leaderboard:
                 if len(front) >= 2:
                     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.4",
                             linestyle="-" if filled else "--", linewidth=1, label=f"{source} Pareto front")
-            for source, marker, face in (("measured here", "o", "0.3"), ("paper-reported", "s", "none")):
-                ax.scatter([], [], marker=marker, facecolors=face, edgecolors="0.3", label=source)
+            for source, label, marker, face in (("measured", "measured here", "o", "0.3"),
+                                                ("paper", "paper-reported", "s", "none")):
+                if by_source.get(source):  # the legend names only what is drawn
+                    ax.scatter([], [], marker=marker, facecolors=face, edgecolors="0.3", label=label)
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
             ax.margins(x=0.3, y=0.12)  # room for the labels of the outermost points
@@ -588,8 +593,8 @@ def build(
     the installed package or a repository. Every page is rendered before any is written, and all are renamed
     into place together: a failure leaves the previous pages as they were.
     """
+    out = check_writable_folder(default_results_dir() if out_dir is None else out_dir)
     board = Leaderboard.from_rows(load_rows(results_dir, include_cards))
-    out = Path(default_results_dir() if out_dir is None else out_dir)
     pictures = {"leaderboard.png": board.plot(), "leaderboard_T.png": board.plot_curves()} if plot else {}
     plot_names = [name for name, png in pictures.items() if png is not None]
     files = {out / "LEADERBOARD.md": (board.markdown(plot_names) + "\n").encode(),

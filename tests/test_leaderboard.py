@@ -169,6 +169,9 @@ def test_build_writes_markdown_html_and_png(tmp_path, monkeypatch):
 
 def test_cli_leaderboard_without_rows_or_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(_cards, "variant_cards", dict)
+    assert main(["leaderboard", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "--results" in capsys.readouterr().err and not (tmp_path / "o").exists()  # a typo, not "no rows"
+    (tmp_path / "none").mkdir()
     assert main(["leaderboard", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
                  "--no-plot"]) == 0
     assert "No result rows yet." in (tmp_path / "o" / "LEADERBOARD.md").read_text()
@@ -177,6 +180,8 @@ def test_cli_leaderboard_without_rows_or_plot(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "file.csv"
     bad.write_text("x")
     assert main(["leaderboard", "--results", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["leaderboard", "--results", str(tmp_path / "none"), "--out", str(bad / "sub")]) == 2
+    assert "cannot write into the folder" in capsys.readouterr().err
 
 
 def test_results_csv_is_plain_csv(tmp_path):
@@ -219,7 +224,7 @@ def test_a_cut_off_last_row_is_detected_not_completed(tmp_path):
 def test_markdown_cells_and_plot_labels_are_escaped():
     assert markdown_text("a|b") == "a\\|b"
     assert markdown_text("<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
-    assert markdown_text("[click](http://evil)") == "\\[click\\](http://evil)"
+    assert markdown_text("[click](http://evil)") == "\\[click\\](http\\://evil)"
     assert markdown_text("two\nlines") == "two lines"
     assert markdown_text("spikeyolo_n") == "spikeyolo_n" and markdown_text("_x_") == "\\_x\\_"
     assert plot_text("$x^2$ costs $5") == r"\$x^2\$ costs \$5"
@@ -298,7 +303,7 @@ def test_several_citations_of_one_setting_fold_into_one_line_verified_first():
     markdown = board.markdown()
     assert "[arXiv:2407.20708](https://arxiv.org/abs/2407.20708)" in markdown
     assert "[BICLab/SpikeYOLO issue \\#57](https://github.com/BICLab/SpikeYOLO/issues/57)" in markdown
-    assert "[BICLab/SpikeYOLO@309ef5e](https://github.com/BICLab/SpikeYOLO/tree/309ef5e)" in markdown
+    assert "[BICLab/SpikeYOLO\\@309ef5e](https://github.com/BICLab/SpikeYOLO/tree/309ef5e)" in markdown
     assert '<a href="https://arxiv.org/abs/2407.20708">arXiv:2407.20708</a>' in board.html()
     # A paper point is one citation's AP and energy: here no citation gives both, so there is none.
     assert board.plot_points() == {}
@@ -342,3 +347,15 @@ def test_models_measured_at_several_T_get_an_accuracy_against_T_curve(tmp_path, 
     assert names == ["LEADERBOARD.md", "leaderboard.html", "leaderboard.png", "leaderboard_T.png"]
     assert "![AP against the number of time steps T](leaderboard_T.png)" in (tmp_path / "out" /
                                                                               "LEADERBOARD.md").read_text()
+
+
+def test_cited_urls_and_addresses_stay_text_and_impossible_numbers_are_left_out():
+    assert markdown_text("see https://evil.example/x, www.evil.com, a@b.com, ~~s~~") == (
+        "see https\\://evil.example/x, www\\.evil.com, a\\@b.com, \\~\\~s\\~\\~")
+    assert markdown_text("arXiv:2407.20708") == "arXiv:2407.20708"  # no URL: left as written
+    rows = [make_row(model="m", tag="t", dataset="d", protocol="p", T=1, source="measured", AP=10.0,
+                     energy_mj=1.0, weights_sha256="ab" * 32)]
+    rows[0]["AP"] = "inf"  # as a hand-edited CSV could hold it
+    board = Leaderboard.from_rows(rows)
+    (cells,) = board.tables[0].body()
+    assert cells[board.tables[0].header().index("AP measured")] == "" and board.plot_points() == {}

@@ -150,8 +150,7 @@ class _Measurements:
             needs.append(f"weights {model}.{tag} (snn-det-zoo import-weights {model}.{tag} PATH)")
         if needs:
             return None, "not measured: needs " + " and ".join(needs)
-        measured_protocol = protocol if harness_dataset == "gen1" and protocol in ("psee", "frames") else (
-            "frames" if harness_dataset == "gen1" else "coco")
+        measured_protocol = _measured_protocol(dataset, protocol)
         defaults = info["defaults"]
         model_args = {k: int(v) for k, v in (("T", T), ("D", D)) if v and str(defaults.get(k)) != v}
         data_args: dict[str, Any] = {"gen1_root": root} if harness_dataset == "gen1" else {
@@ -165,6 +164,16 @@ class _Measurements:
         if row is not None:
             note += f", {row.get('samples', '?')} samples"
         return row, note
+
+
+def _measured_protocol(dataset: str, protocol: str) -> str | None:
+    """The protocol this project measures a paper row of ``dataset`` under: Gen1 under the paper's own
+    (``psee`` or ``frames``, else ``frames``), COCO under pycocotools (``coco``); None without a loader."""
+    if dataset not in _DATA:
+        return None
+    if _DATA[dataset][2] == "gen1":
+        return protocol if protocol in ("psee", "frames") else "frames"
+    return "coco"
 
 
 def _bench_run(*args: Any, **kwargs: Any) -> dict[str, str] | None:
@@ -228,10 +237,13 @@ def paper_table(
             verdict = _verdict(column, paper_value, measured)
             # An AP is only compared with an AP of the same definition: a paper's training-framework AP
             # (ultralytics-internal, yolov5-internal) is not pycocotools' AP, nor Gen1 frames the psee protocol.
-            if measured is not None and column in _ACCURACY_COLUMNS and measured_row["protocol"] != entry["protocol"]:
+            # Said up front, so that nobody fetches data for a verdict that cannot come.
+            ours = measured_row["protocol"] if measured_row is not None else _measured_protocol(
+                entry["dataset"], entry["protocol"])
+            if column in _ACCURACY_COLUMNS and ours is not None and ours != entry["protocol"]:
                 verdict = "not comparable"
-                row_note += (f"; not comparable: measured under protocol {measured_row['protocol']}, the paper's "
-                             f"{column} is under {entry['protocol']}")
+                row_note += (f"; not comparable: this project measures {column} under protocol {ours}, the "
+                             f"paper's is under {entry['protocol']}")
             rows.append(PaperRow(
                 model=entry["model"], quantity=column, dataset=entry["dataset"], protocol=entry["protocol"],
                 T=entry["T"], D=entry["D"], paper=paper_value, measured=measured,
