@@ -48,6 +48,7 @@ __all__ = [
     "FoldedTime",
     "ScaledInputConv2d",
     "detection_objective",
+    "fold_batchnorm",
     "fold_time",
     "neurons_of",
     "percentile",
@@ -106,6 +107,20 @@ def _neuron(gamma: int, allowance: int, faithful: bool) -> BurstIFNode:
     return BurstIFNode(gamma, step_mode="s")
 
 
+@torch.no_grad()
+def fold_batchnorm(core: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a Conv2d in the same parent into it (in place; the BN
+    becomes ``nn.Identity``); returns ``core``. Equal to the original in eval mode up to rounding."""
+    for parent in list(core.modules()):
+        names = list(parent._modules)
+        for name, after in zip(names, names[1:], strict=False):
+            conv, bn = parent._modules[name], parent._modules[after]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                parent._modules[name] = fuse_conv_bn(conv.eval(), bn.eval())
+                parent._modules[after] = nn.Identity()
+    return core
+
+
 def spiking_core(core: nn.Module, gamma: int, allowance: int, faithful: bool = True,
                  pool: str = "lossless") -> nn.Module:
     """Convert ``core`` (an ANN core in eval semantics) in place into its single-step spiking twin; returns it.
@@ -115,17 +130,12 @@ def spiking_core(core: nn.Module, gamma: int, allowance: int, faithful: bool = T
     """
     if pool not in POOLS:
         raise InvalidArgumentError(f"pool must be one of {POOLS}, got {pool!r}")
+    fold_batchnorm(core)
     for parent in list(core.modules()):
         if isinstance(getattr(parent, "downsample", None), nn.Identity):  # a residual block's identity shortcut
             parent.downsample = ChannelScale(parent.conv2.out_channels)
-        names = list(parent._modules)
-        for name, after in zip(names, [*names[1:], None], strict=False):
-            child = parent._modules[name]
+        for name, child in list(parent._modules.items()):
             if isinstance(child, nn.Conv2d) and not isinstance(child, ScaledInputConv2d):
-                following = parent._modules.get(after) if after is not None else None
-                if isinstance(following, nn.BatchNorm2d):
-                    child = fuse_conv_bn(child.eval(), following.eval())
-                    parent._modules[after] = nn.Identity()
                 parent._modules[name] = _as_scaled_conv(child)
             elif isinstance(child, nn.ReLU):
                 parent._modules[name] = _neuron(gamma, allowance, faithful)
