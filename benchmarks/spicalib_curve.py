@@ -49,8 +49,8 @@ def main() -> None:
     write_results(rows, "spicalib_curve", device_slug(device))
     if args.ablation:
         calibration = calibration_list(ann, 64)
-        table = run_ablation(ann.to(device), calibration, track, steps=args.ablation_steps, p_star=float(snn.conversion.p),
-                             ann_map50=ann_map50)
+        table = run_ablation(ann.to(device), calibration, track, steps=args.ablation_steps,
+                             p_star=float(snn.conversion.p), ann_map50=ann_map50)
         for row in table:
             row["ratio_to_ann"] = round(row["map50"] / ann_map50, 4)
             print(row)

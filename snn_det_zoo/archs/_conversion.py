@@ -28,6 +28,7 @@ objective is unknown).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +114,7 @@ def fold_batchnorm(core: nn.Module) -> nn.Module:
     becomes ``nn.Identity``); returns ``core``. Equal to the original in eval mode up to rounding."""
     for parent in list(core.modules()):
         names = list(parent._modules)
-        for name, after in zip(names, names[1:], strict=False):
+        for name, after in itertools.pairwise(names):
             conv, bn = parent._modules[name], parent._modules[after]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 parent._modules[name] = fuse_conv_bn(conv.eval(), bn.eval())
