@@ -30,6 +30,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=list(CURVE_STEPS))
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--ablation-steps", type=int, nargs="+", default=list(ABLATION_STEPS))
+    parser.add_argument("--ablation-samples", type=int, default=None, help="images of the ablation (default: all)")
+    parser.add_argument("--search", type=int, nargs=3, default=None, metavar=("INIT", "ITER", "IMAGES"),
+                        help="the ablation's last row searches p by BO with these init points, iterations and "
+                             "images (default: it takes the shipped SNN's p)")
+    parser.add_argument("--skip-curve", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -39,19 +44,28 @@ def main() -> None:
     snn = create_model(args.snn, pretrained=True).eval()
     track = make_track("synthetic-shapes", ann, num_samples=args.num_samples, image_size=max(ann.transform.img_size))
     ann_map50 = evaluate(ann, track, device=device, progress=False, timing_s=0.1)["stats"]["AP50"]
-    measured = accuracy_vs_T(snn, track, steps=args.steps, ann_map50=ann_map50, device=device)
-    rows = [{"model": args.snn, "ann": args.ann, "samples": measured["samples"], "ann_map50": round(ann_map50, 4),
-             **{k: round(v, 6) if isinstance(v, float) else v for k, v in point.items()},
-             "ratio_to_ann": round(point["map50"] / ann_map50, 4), "T_95": measured["T_95"], "T_99": measured["T_99"]}
-            for point in measured["curve"]]
-    for row in rows:
-        print(row)
-    write_results(rows, "spicalib_curve", device_slug(device))
+    if not args.skip_curve:
+        measured = accuracy_vs_T(snn, track, steps=args.steps, ann_map50=ann_map50, device=device)
+        rows = [{"model": args.snn, "ann": args.ann, "samples": measured["samples"], "ann_map50": round(ann_map50, 4),
+                 **{k: round(v, 6) if isinstance(v, float) else v for k, v in point.items()},
+                 "ratio_to_ann": round(point["map50"] / ann_map50, 4), "T_95": measured["T_95"],
+                 "T_99": measured["T_99"]} for point in measured["curve"]]
+        for row in rows:
+            print(row)
+        write_results(rows, "spicalib_curve", device_slug(device))
     if args.ablation:
+        limit = args.ablation_samples
+        if limit is not None:  # the ANN's mAP on the same images
+            ann_map50 = evaluate(ann, track, device=device, progress=False, timing_s=0.1, limit=limit)["stats"]["AP50"]
+        search = None
+        if args.search:
+            search = {"init_points": args.search[0], "n_iter": args.search[1], "search_images": args.search[2]}
         calibration = calibration_list(ann, 64)
-        table = run_ablation(ann.to(device), calibration, track, steps=args.ablation_steps,
-                             p_star=float(snn.conversion.p), ann_map50=ann_map50)
+        table = run_ablation(ann.to(device), calibration, track, steps=args.ablation_steps, limit=limit,
+                             p_star=None if search else float(snn.conversion.p), search=search,
+                             ann_map50=ann_map50)
         for row in table:
+            row["ann_map50"] = round(ann_map50, 4)
             row["ratio_to_ann"] = round(row["map50"] / ann_map50, 4)
             print(row)
         write_results(table, "spicalib_ablation", device_slug(device))

@@ -127,3 +127,25 @@ def test_bad_conversion_settings_are_refused():
     with pytest.raises(InvalidArgumentError):
         zoo.create_model("spicalib_yolov3_tiny", **TINY).load_ann(
             zoo.create_model("yolov3_tiny_relu", **{**TINY, "num_classes": 3}))
+
+
+def test_yolov3_tiny_relu_has_the_darknet_layouts_parameter_count():
+    # Counted by hand from yolov3-tiny.cfg: 11 conv + BN layers (weights and two affine numbers per channel)
+    # and the two 1x1 heads with biases: 8,852,366 with 80 classes, 8,713,766 with VOC's 20.
+    with torch.device("meta"):
+        for classes, expected in ((80, 8_852_366), (20, 8_713_766)):
+            model = zoo.create_model("yolov3_tiny_relu", num_classes=classes, class_names=None)
+            assert sum(p.numel() for p in model.parameters()) == expected
+        snn = zoo.create_model("spicalib_yolov3_tiny", num_classes=80, class_names="coco80")
+    assert sum(p.numel() for p in snn.parameters()) == 8_852_366 - (16 + 32 + 64 + 128 + 256 + 512 + 1024 + 256 + 512
+                                                                    + 128 + 256)  # one number less per BN channel
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 6
+
+
+def test_weights_are_named_by_tag_when_the_card_has_no_default():
+    from snn_det_zoo.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match=r"yolov3_tiny_relu\.shapes"):
+        zoo.create_model("yolov3_tiny_relu", pretrained=True)
+    model = zoo.create_model("yolov3_tiny_relu.shapes", pretrained=True)
+    assert model.width_multiple == 0.25 and model.num_classes == 5 and model.transform.img_size == (128, 128)

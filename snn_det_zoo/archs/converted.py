@@ -319,7 +319,7 @@ class SpiCalibYOLO(Detector):
             ``T // 2`` before.
         faithful: BrainCog's SpiCalib bookkeeping (see :class:`~snn_det_zoo.neurons.SpiCalibIFNode`).
         pool: ``'lossless'`` (:class:`~snn_det_zoo.neurons.LosslessMaxPool2d`) or ``'naive'`` (per step).
-        the rest: as :class:`ReLUYOLO`.
+        **ann_args: the ANN's settings (classes, width, input size, NMS thresholds), as :class:`ReLUYOLO`.
     """
 
     def __init__(
@@ -330,16 +330,7 @@ class SpiCalibYOLO(Detector):
         allowance: int | None = None,
         faithful: bool = True,
         pool: str = "lossless",
-        num_classes: int = 80,
-        class_names: str | Sequence[str] | None = None,
-        in_chans: int = 3,
-        width_multiple: float = 1.0,
-        img_size: int | Sequence[int] = 416,
-        score_thresh: float = 0.001,
-        iou_thresh: float = 0.6,
-        max_detections: int = 300,
-        multi_label: bool = True,
-        transform_args: dict[str, Any] | None = None,
+        **ann_args: Any,
     ) -> None:
         import copy
 
@@ -347,26 +338,25 @@ class SpiCalibYOLO(Detector):
 
         if allowance is not None and (isinstance(allowance, bool) or not isinstance(allowance, int) or allowance < 0):
             raise InvalidArgumentError(f"allowance must be a non-negative integer or None, got {allowance!r}")
-        ann = ReLUYOLO(arch, num_classes, class_names, in_chans, width_multiple, img_size, score_thresh, iou_thresh,
-                       max_detections, multi_label, transform_args=transform_args)
+        ann = ReLUYOLO(arch, **ann_args)
         if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1:
             raise InvalidArgumentError(f"gamma must be a positive integer, got {gamma!r}")
-        super().__init__(num_classes=num_classes, class_names=class_names, T=T, D=gamma, in_chans=in_chans,
-                         modality="image", transform=ann.transform, score_thresh=score_thresh,
-                         iou_thresh=iou_thresh, max_detections=max_detections)
+        super().__init__(num_classes=ann.num_classes, class_names=ann.class_names, T=T, D=gamma,
+                         in_chans=ann.in_chans, modality="image", transform=ann.transform,
+                         score_thresh=ann.score_thresh, iou_thresh=ann.iou_thresh, max_detections=ann.max_detections)
         self.arch, self.width_multiple, self.multi_label = arch, ann.width_multiple, ann.multi_label
         self.faithful, self.pool, self._fixed_allowance = bool(faithful), pool, allowance
         start = T // 2 if allowance is None else allowance
         self.detect = ann.detect
-        reference = copy.deepcopy(ann) if not ann.detect.anchors.is_meta else None
+        reference = copy.deepcopy(ann) if not next(ann.parameters()).is_meta else None
         self.core = spiking_core(ann.core, gamma, start, self.faithful, pool)
         self.conversion = ConversionRecord(gamma, start, T)
         self.strides = ann.strides
         self.steps_per_call = 16  # time steps folded into the batch of one call of the core
         self._folded = fold_time(self.core)
         self.register_load_state_dict_post_hook(_apply_record)
-        if not ann.detect.anchors.is_meta:  # firing from the start: scales from noise until calibrated on data
-            noise = torch.rand(2, in_chans, 64, 64, generator=torch.Generator().manual_seed(0))
+        if not next(ann.parameters()).is_meta:  # firing from the start: scales from noise until calibrated on data
+            noise = torch.rand(2, ann.in_chans, 64, 64, generator=torch.Generator().manual_seed(0))
             set_scales(self.core, record_activations(reference.core, [noise]).scales(0.999), noise)
 
     @property
