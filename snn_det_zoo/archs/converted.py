@@ -237,6 +237,8 @@ class ReLUYOLO(Detector):
             raise InvalidArgumentError(f"arch must be one of {sorted(_CORES)}, got {arch!r}")
         if isinstance(width_multiple, bool) or not isinstance(width_multiple, int | float) or not width_multiple > 0:
             raise InvalidArgumentError(f"width_multiple must be a positive number, got {width_multiple!r}")
+        if T != 1:
+            raise InvalidArgumentError(f"an ANN runs one step: T must be 1, got {T!r} (its converted SNN takes T)")
         core_cls, anchors = _CORES[arch]
         preset = {"resize": "long_side", "rounding": "floor", "downscale": "area", "padding": "rect"}
         transform = LetterboxTransform(img_size, max(core_cls.strides), **{**preset, **(transform_args or {})})
