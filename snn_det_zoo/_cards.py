@@ -33,6 +33,7 @@ _VARIANT_KEYS = {
     "metrics": False,
     "notes": False,
     "non_spiking": False,  # which parts of the network do not spike (flagged so no one takes it for an SNN)
+    "ann": False,  # a converted SNN: the variant of the ANN twin whose weights it is converted from
 }
 _WEIGHTS_KEYS = {
     "source": True,
@@ -202,6 +203,8 @@ def validate_card(path: str, card: Any) -> None:
         if default_tag is not None and default_tag not in weights:
             raise CardError(f"{at}.default_tag: {default_tag!r} is not one of its weights {sorted(weights)}")
         _check_metrics(f"{at}.metrics", variant.get("metrics") or [])
+        if "ann" in variant and not (isinstance(variant["ann"], str) and variant["ann"] in variants):
+            raise CardError(f"{at}.ann: expected the name of an ANN variant of the same card, got {variant['ann']!r}")
 
 
 @cache

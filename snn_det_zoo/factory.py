@@ -57,9 +57,12 @@ def create_model(
     elif pretrained:
         arch, _ = split_model_name(name)
         tag = model.weights_tag
+        weights = model_info(arch)["weights"]
+        if tag is None and weights:  # a card whose weights need other settings than its defaults (width)
+            raise UnknownModelError(f"model {arch!r} has no default weights; name one of its tags: "
+                                    f"{', '.join(f'{arch}.{t}' for t in sorted(weights))}")
         if tag is None:
             raise UnknownModelError(f"model {arch!r} has no weights entries; pretrained=True cannot be honoured")
-        weights = model_info(arch)["weights"]
         if tag in weights:
             load_pretrained(model, arch, tag, weights[tag])
         else:  # build_model accepted the tag: the user's own weights
