@@ -285,6 +285,63 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curve(args: argparse.Namespace) -> int:
+    from .bench.curve import run_curve
+    from .bench.rows import default_results_dir
+    from .energy import EnergyConstants
+
+    results = None if args.no_save else (args.results or default_results_dir())
+    out = run_curve(args.model, steps=args.steps, num_samples=args.num_samples, seed=args.seed,
+                    batch_size=args.batch_size, device=_device(args.device), results_dir=results,
+                    constants=EnergyConstants(e_ac_pj=args.e_ac, e_mac_pj=args.e_mac), progress=not args.quiet)
+    ann = out["ann_row"]
+    table = [("model", "T", "mAP50 %", "mAP50-95 %", "of the ANN's mAP50", "energy mJ")]
+    table.append((f"{ann['model']}.{ann['tag']} (ANN)", "", f"{float(ann['AP50']):.1f}", f"{float(ann['AP']):.1f}",
+                  "", f"{float(ann['energy_mj']):.3g}"))
+    for row in out["rows"]:
+        share = float(row["AP50"]) / float(ann["AP50"]) if float(ann["AP50"]) else float("nan")
+        table.append((f"{row['model']}.{row['tag']}", row["T"], f"{float(row['AP50']):.1f}",
+                      f"{float(row['AP']):.1f}", f"{share:.1%}", f"{float(row['energy_mj']):.3g}"))
+    _print_columns(table)
+    def reached(T: int | None) -> str:
+        return f"T={T}" if T is not None else f"not within T<={max(args.steps)}"
+
+    print(f"95% of the ANN's mAP50 at {reached(out['T_95'])}, 99% at {reached(out['T_99'])} ({ann['samples']} "
+          f"validation images, seed {args.seed}; energy per image, bursts and negative spikes counted as ACs)")
+    return 0
+
+
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    from .bench.ablation import run_ablation
+    from .bench.conversion import calibration_list
+    from .bench.loop import evaluate
+    from .bench.tracks import make_track
+    from .factory import create_model
+
+    if args.weights is None:
+        _check_has_weights(args.model)
+    ann = create_model(args.model, pretrained=args.weights is None, checkpoint_path=args.weights).eval()
+    track = make_track("synthetic-shapes", ann, num_samples=args.num_samples, image_size=max(ann.transform.img_size),
+                       seed=args.seed, split="val")
+    ann_map50 = evaluate(ann, track, progress=False, timing_s=0.1)["stats"]["AP50"]
+    search = dict(zip(("init_points", "n_iter", "search_images"), args.search, strict=True)) if args.search else None
+    rows = run_ablation(ann, calibration_list(ann, args.calibration_images), track, steps=args.steps, p_star=args.p,
+                        search=search, ann_map50=ann_map50)
+    table = [("step", "T", "mAP50 %", "of the ANN's", "mAP50-95 %", "energy mJ", "p")]
+    for row in rows:
+        table.append((row["row"], str(row["T"]), f"{100 * row['map50']:.1f}", f"{row['map50'] / ann_map50:.1%}",
+                      f"{100 * row['map50_95']:.1f}", f"{row['energy_mj']:.3g}", f"{row['p']:.4g}"))
+    _print_columns(table)
+    print(f"{args.model} (ANN): mAP50 {100 * ann_map50:.1f}% on the same {len(track)} images; each step adds to the "
+          "one above it (snn_det_zoo.bench.ablation)")
+    if args.csv:
+        from ._atomic import write_csv_atomic
+
+        write_csv_atomic(args.csv, list(rows[0]), rows)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -431,6 +488,47 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
+def _add_curve_and_ablation(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("curve", help="a converted model's accuracy against T (one simulation, snapshots at each T) "
+                       "beside its ANN twin, as result rows the leaderboard plots", formatter_class=_Help)
+    p.add_argument("model", help="a converted model with weights, e.g. spicalib_yolov3_tiny.shapes")
+    p.add_argument("--steps", type=_positive_int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512], metavar="T",
+                   help="the T of the snapshots")
+    p.add_argument("--num-samples", type=_positive_int, default=256, metavar="N",
+                   help="validation images of the built-in set")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the validation draw")
+    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per batch")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    p.add_argument("--e-ac", type=float, default=_E_AC_PJ, metavar="PJ", help="energy per accumulate, pJ")
+    p.add_argument("--e-mac", type=float, default=_E_MAC_PJ, metavar="PJ", help="energy per multiply-accumulate, pJ")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="folder the rows are appended to (default: the user's results folder)")
+    p.add_argument("--no-save", action="store_true", help="print the table without writing rows")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_curve)
+
+    p = sub.add_parser("ablation", help="what each step of the SpiCalib conversion adds: stock SpikingJelly "
+                       "conversion, + lossless max-pool, + burst, + SpiCalib, + chosen p", formatter_class=_Help)
+    p.add_argument("model", help="the ReLU ANN, e.g. yolov3_tiny_relu.shapes")
+    p.add_argument("--weights", default=None, metavar="FILE", help="the ANN's weights from a file of your own")
+    p.add_argument("--steps", type=_positive_int, nargs="+", default=[32, 64, 128, 256], metavar="T",
+                   help="the T each step is measured at")
+    p.add_argument("--num-samples", type=_positive_int, default=64, metavar="N",
+                   help="validation images of the built-in set")
+    p.add_argument("--calibration-images", type=_positive_int, default=64, metavar="N",
+                   help="training images whose activations set the scales (recorded in the weights)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the validation draw")
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument("--p", type=_fraction, default=None, metavar="P",
+                        help="the last step's percentile p, given (default: chosen by Bayesian optimisation, "
+                             "pip install 'snn-det-zoo[spicalib]')")
+    choice.add_argument("--search", type=_positive_int, nargs=3, default=None,
+                        metavar=("INIT", "ITER", "IMAGES"),
+                        help="Bayesian optimisation of p: initial points, iterations, images (default: convert's)")
+    p.add_argument("--csv", default=None, metavar="FILE", help="also write the rows as CSV")
+    p.set_defaults(func=_cmd_ablation)
+
+
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="a paper's table rows (params, mAP, energy) against this code's",
                        formatter_class=_Help)
@@ -497,6 +595,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_leaderboard)
 
     _add_predict(sub)
+    _add_curve_and_ablation(sub)
     _add_reproduce(sub)
     return parser
 

@@ -99,15 +99,17 @@ def conv_macs(in_channels: int, out_channels: int, kernel_size: int | tuple[int,
     return in_channels // groups * out_channels * kh * kw * out_hw[0] * out_hw[1]
 
 
-def is_spike_tensor(x: torch.Tensor, max_level: int) -> bool:
-    """Whether ``x`` holds spikes or integer spike counts: every value an integer in ``[0, max_level]``."""
+def is_spike_tensor(x: torch.Tensor, max_level: int, signed: bool = False) -> bool:
+    """Whether ``x`` holds spikes or integer spike counts: every value an integer in ``[0, max_level]`` (with
+    ``signed``, in ``[-max_level, max_level]``: SpiCalib's negative spikes are spikes too)."""
     if x.is_complex():
         return False
+    low = -max_level if signed else 0
     if not x.is_floating_point():
-        return x.numel() == 0 or bool(((x >= 0) & (x <= max_level)).all())
+        return x.numel() == 0 or bool(((x >= low) & (x <= max_level)).all())
     if x.numel() == 0:
         return True
-    return bool(((x >= 0) & (x <= max_level) & (x == torch.round(x))).all())
+    return bool(((x >= low) & (x <= max_level) & (x == torch.round(x))).all())
 
 
 @dataclass
@@ -338,7 +340,8 @@ class EnergyMeter:
         model: the network; its convs, linears and fused blocks (``fused_conv_geometry()``) are counted.
         T: time steps per sample (reported; the counts do not depend on it).
         D: the largest spike count one neuron emits in one step (4 for SpikeYOLO's I-LIF, 1 for binary
-            spikes); an input whose values are all integers in ``[0, D]`` is a spike input.
+            spikes); an input whose values are all integers in ``[0, D]`` is a spike input, and also in
+            ``[-D, D]`` where the model says ``signed_spikes = True`` (a spike of either sign is one AC).
         constants: energy per AC and per MAC (45 nm defaults).
         sample_dim: which dimension of the model's input is the batch. ``None`` (default) infers it:
             dimension 0 of a 4-D ``[B, C, H, W]`` input, dimension 1 of a 5-D ``[T, B, C, H, W]`` input.
@@ -351,6 +354,7 @@ class EnergyMeter:
         _check_positive_int("T", T)
         _check_positive_int("D", D)
         self.model, self.T, self.D = model, T, D
+        self.signed = bool(getattr(model, "signed_spikes", False))
         self.constants = constants or EnergyConstants()
         self.sample_dim = sample_dim
         self.samples = 0
@@ -410,8 +414,8 @@ class EnergyMeter:
                 return
             macs = _dense_macs(module, geometry, y)
             x = x.detach()
-            if is_spike_tensor(x, self.D):
-                count = float(x.sum(dtype=torch.float64))
+            if is_spike_tensor(x, self.D, self.signed):
+                count = float((x.abs() if self.signed else x).sum(dtype=torch.float64))
                 tally.spike_macs += macs
                 tally.spike_ops += macs * count / max(x.numel(), 1)
                 tally.spike_count += count

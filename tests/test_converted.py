@@ -149,3 +149,48 @@ def test_weights_are_named_by_tag_when_the_card_has_no_default():
         zoo.create_model("yolov3_tiny_relu", pretrained=True)
     model = zoo.create_model("yolov3_tiny_relu.shapes", pretrained=True)
     assert model.width_multiple == 0.25 and model.num_classes == 5 and model.transform.img_size == (128, 128)
+
+
+def test_cli_curve_rows_give_the_leaderboard_its_accuracy_against_T_under_the_ann(tmp_path, capsys):
+    from snn_det_zoo.bench.rows import read_rows, results_path
+    from snn_det_zoo.cli import main
+    from snn_det_zoo.leaderboard import Leaderboard, load_rows
+
+    results = tmp_path / "results"
+    argv = ["curve", "spicalib_yolov3_tiny.shapes", "--num-samples", "2", "--steps", "2", "4", "--results",
+            str(results), "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "yolov3_tiny_relu.shapes (ANN)" in out and "95% of the ANN's mAP50" in out
+    rows = read_rows(results_path("synthetic-shapes", "coco", results))
+    assert [(r["model"], r["T"]) for r in rows] == [("yolov3_tiny_relu", "1"), ("spicalib_yolov3_tiny", "2"),
+                                                    ("spicalib_yolov3_tiny", "4")]
+    assert all(r["samples"] == "2" and r["weights_sha256"] for r in rows)
+    assert "one simulation to T=4, snapshot at T=2" in rows[1]["notes"]
+    assert float(rows[2]["energy_mj"]) > float(rows[1]["energy_mj"]) > 0  # twice the steps, about twice the ACs
+    board = Leaderboard.from_rows(load_rows(results, include_cards=False))
+    (curves,) = board.curves().values()
+    assert [T for T, _, _ in curves["spicalib_yolov3_tiny.shapes"]] == [2, 4]
+    assert board.ann_ap("synthetic-shapes", "coco", "spicalib_yolov3_tiny.shapes") == (
+        "yolov3_tiny_relu.shapes", float(rows[0]["AP"]))
+    assert board.plot_curves()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["curve", "yolov3_tiny_relu.shapes", "--no-save"]) == 2  # an ANN has no curve
+    assert "for a converted model with weights" in capsys.readouterr().err
+
+
+def test_cli_ablation_prints_every_step_at_every_T(tmp_path, capsys):
+    import csv
+
+    from snn_det_zoo.bench.ablation import ABLATION_ROWS
+    from snn_det_zoo.cli import main
+
+    out = tmp_path / "ablation.csv"
+    argv = ["ablation", "yolov3_tiny_relu.shapes", "--num-samples", "2", "--steps", "2", "--calibration-images", "2",
+            "--p", "0.99", "--csv", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert all(f"\n{row} " in printed for row in ABLATION_ROWS)
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["row"] for r in rows] == list(ABLATION_ROWS) and {r["T"] for r in rows} == {"2"}
+    assert float(rows[-1]["p"]) == pytest.approx(0.99) and float(rows[0]["p"]) == pytest.approx(0.999)

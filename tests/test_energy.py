@@ -156,6 +156,31 @@ def test_counts_above_D_are_real_valued_inputs():
     assert not is_spike_tensor(torch.tensor([0.0, 5.0]), max_level=4)  # e.g. a raw 0..255 image
     assert not is_spike_tensor(torch.tensor([0.5]), max_level=4)
     assert not is_spike_tensor(torch.tensor([-1.0]), max_level=4)
+    assert is_spike_tensor(torch.tensor([-1.0, 0.0, 3.0]), max_level=4, signed=True)  # SpiCalib's negative spikes
+    assert not is_spike_tensor(torch.tensor([-5.0]), max_level=4, signed=True)
+
+
+def test_signed_spike_counts_cost_one_ac_per_spike_of_either_sign():
+    class Signed(nn.Module):
+        signed_spikes = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    counts = torch.tensor([[[[2.0, -1.0], [0.0, 1.0]], [[-2.0, 0.0], [0.0, 0.0]]]])  # |counts| sum to 6
+    for model, kind in ((Signed(), "spike"), (nn.Sequential(nn.Conv2d(2, 3, 1, bias=False)), "real")):
+        with EnergyMeter(model, T=1, D=2) as meter, torch.no_grad():
+            model(counts)
+        (layer,) = meter.report().layers
+        assert layer.input_kind == kind
+        if kind == "spike":  # 6 spikes, each reaching the 3 output channels
+            assert layer.ac_ops == pytest.approx(18.0) and layer.mac_ops == 0
+        else:  # an unsigned meter takes negative values for an analog input
+            assert layer.mac_ops == pytest.approx(3 * 2 * 4) and layer.ac_ops == 0
 
 
 def test_hooks_are_removed_and_reset_forgets(tmp_path):

@@ -93,7 +93,8 @@ def test_measured_rows_get_differences_and_verdicts(tmp_path):
     ap = by[("AP", "arXiv:24")]
     assert (ap.paper, ap.measured, ap.difference, ap.verdict) == (pytest.approx(45.5), 45.7, None, "not comparable")
     assert by[("AP50", "arXiv:24")].verdict == "not comparable"
-    assert "not comparable: this project measures AP under protocol coco, the paper's is under ultralytics-internal" in ap.note
+    assert ("not comparable: this project measures AP under protocol coco, the paper's is under "
+            "ultralytics-internal") in ap.note
     energy = by[("energy_mj", "BICLab/S")]  # energy does not depend on the AP definition
     assert energy.verdict == "differs" and energy.tolerance == "±10%"  # 40 against 34.6: 16 % more
     assert "the paper's is ultralytics-internal" in ap.note and "5000 samples" in ap.note

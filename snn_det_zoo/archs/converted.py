@@ -324,6 +324,8 @@ class SpiCalibYOLO(Detector):
         **ann_args: the ANN's settings (classes, width, input size, NMS thresholds), as :class:`ReLUYOLO`.
     """
 
+    signed_spikes = True  # SpiCalib's negative spikes: the energy meter counts |count| ACs
+
     def __init__(
         self,
         arch: str = "yolov3_tiny",

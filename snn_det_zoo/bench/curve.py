@@ -10,6 +10,7 @@ T at which a fraction (95 %, 99 %) of the ANN's mAP@50 is first reached.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..nn.boxes import multiclass_nms
 from ..nn.detector import Detector
 from .tracks import Track, collate
 
-__all__ = ["CURVE_STEPS", "accuracy_vs_T", "detections", "steps_to_reach"]
+__all__ = ["CURVE_STEPS", "accuracy_vs_T", "detections", "run_curve", "steps_to_reach"]
 
 CURVE_STEPS = (8, 16, 32, 64, 128, 256, 512)
 
@@ -118,3 +119,66 @@ def accuracy_vs_T(model: SpiCalibYOLO, track: Track, *, steps: Sequence[int] = C
         result["T_95"] = steps_to_reach(curve, 0.95 * ann_map50)
         result["T_99"] = steps_to_reach(curve, 0.99 * ann_map50)
     return result
+
+
+def run_curve(
+    name: str,
+    dataset: str = "synthetic-shapes",
+    *,
+    steps: Sequence[int] = CURVE_STEPS,
+    num_samples: int = 256,
+    seed: int = 0,
+    batch_size: int = 8,
+    device: str = "cpu",
+    results_dir: str | os.PathLike[str] | None = None,
+    constants: EnergyConstants | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """``snn-det-zoo curve``: the converted model ``name`` (arch.tag, with its weights) and its ANN twin (the card's
+    ``ann``, same tag) measured on one track; the SNN from one simulation to ``max(steps)``.
+
+    Returns ``{"ann_row", "rows", "T_95", "T_99"}``: the ANN's ordinary result row (:func:`.runner.run`) and one
+    result row per T of the SNN (AP, AP50 and the energy of the curve harness: bursts and negative spikes as
+    ACs), appended to ``results_dir`` where given, so that the leaderboard draws the curve under its ceiling.
+    """
+    from .. import __version__
+    from ..factory import create_model
+    from ..registry import family_of, model_info, split_model_name
+    from .rows import append_rows, check_results_file, make_row, results_path
+    from .runner import _weights_sha256, run
+    from .tracks import make_track
+
+    arch, tag = split_model_name(name)
+    ann = model_info(arch).get("ann")
+    if not ann or tag is None:
+        raise InvalidArgumentError(f"{name}: the accuracy-against-T curve is for a converted model with weights "
+                                   "(arch.tag whose card names its ANN, e.g. spicalib_yolov3_tiny.shapes)")
+    constants = constants or EnergyConstants()
+    if results_dir is not None:
+        check_results_file(results_path(dataset, "coco", results_dir))
+    ann_row = run(f"{ann}.{tag}", dataset, pretrained=True, split="val", num_samples=num_samples, seed=seed,
+                  results_dir=results_dir, batch_size=batch_size, device=device, progress=progress,
+                  constants=constants)
+    snn = create_model(name, pretrained=True)
+    track = make_track(dataset, snn, num_samples=num_samples, image_size=max(snn.transform.img_size), seed=seed,
+                       split="val")
+    measured = accuracy_vs_T(snn, track, steps=steps, batch_size=batch_size, constants=constants, device=device,
+                             ann_map50=float(ann_row["AP50"]) / 100 if ann_row else None)
+    top = max(int(t) for t in steps)
+    rows = []
+    for point in measured["curve"]:
+        rows.append(make_row(
+            model=arch, tag=tag, family=family_of(arch), weights_sha256=_weights_sha256(name, True, None),
+            dataset=track.name, split=track.split, protocol=track.protocol, T=point["T"], D=1,
+            input_size=track.input_size(), samples=measured["samples"], seed=seed, AP=100 * point["map50_95"],
+            AP50=100 * point["map50"], params_m=sum(p.numel() for p in snn.parameters()) / 1e6,
+            gsops=point["acs"] / 1e9, energy_mj=point["energy_mj"], energy_constants=constants.describe(),
+            batch=batch_size, precision="fp32", device=str(device), torch=torch.__version__, zoo_version=__version__,
+            source="measured",
+            notes=(f"accuracy against T: one simulation to T={top}, snapshot at T={point['T']}; ANN {ann}.{tag} "
+                   f"mAP50 {ann_row['AP50'] if ann_row else '?'}%; T95={measured['T_95']}, T99={measured['T_99']}; "
+                   "bursts and negative spikes counted as ACs"),
+        ))
+    if results_dir is not None:
+        append_rows(results_path(track.name, track.protocol, results_dir), rows)
+    return {"ann_row": ann_row, "rows": rows, "T_95": measured["T_95"], "T_99": measured["T_99"]}
