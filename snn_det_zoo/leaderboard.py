@@ -240,7 +240,11 @@ class _Table:
             if len(partners) == 1:
                 partners[0].papers.update(entry.papers)
                 del entries[key]
-        return sorted(entries.values(), key=_rank_key)
+        # A model's settings (a converted model's T) stay together, ranked by the best of them, largest T first.
+        best: dict[str, tuple[float, str]] = {}
+        for entry in entries.values():
+            best[entry.label] = min(best.get(entry.label, (math.inf, "")), _rank_key(entry)[:2])
+        return sorted(entries.values(), key=lambda e: (*best[e.label], -(_number(e.T) or 0)))
 
     def header(self) -> list[str]:
         return list(_HEADER)
@@ -283,8 +287,8 @@ def _rank_key(entry: _Entry) -> tuple[float, str]:
     for row in (entry.measured, entry.paper):
         value = _number(row["AP"]) if row else None
         if value is not None:
-            return (-value, entry.label, _number(entry.T) or 0)
-    return (math.inf, entry.label, _number(entry.T) or 0)
+            return (-value, entry.label)
+    return (math.inf, entry.label)
 
 
 def _markdown_spans(spans: Sequence[_Span]) -> str:
@@ -425,10 +429,10 @@ class Leaderboard:
         parts.append("</body></html>")
         return "\n".join(parts)
 
-    def plot_points(self) -> dict[tuple[str, str], dict[str, list[tuple[float, float, str]]]]:
-        """Per table and source, the ``(energy_mj, AP, label)`` of the entries that have both in one row: a
+    def plot_points(self) -> dict[tuple[str, str], dict[str, list[tuple[float, float, str, str]]]]:
+        """Per table and source, the ``(energy_mj, AP, label, T)`` of the entries that have both in one row: a
         paper point is one citation's AP and energy, never two sources' put together."""
-        points: dict[tuple[str, str], dict[str, list[tuple[float, float, str]]]] = {}
+        points: dict[tuple[str, str], dict[str, list[tuple[float, float, str, str]]]] = {}
         for table in self.tables:
             for entry in table.lines():
                 pairs = [("measured", entry.measured)] + [("paper", row) for row in entry.citations()]
@@ -437,9 +441,9 @@ class Leaderboard:
                     if energy is None or ap is None or energy <= 0:
                         continue
                     by_source = points.setdefault((table.dataset, table.protocol), {}).setdefault(source, [])
-                    if source == "paper" and any(label == entry.label for _, _, label in by_source):
+                    if source == "paper" and any(p[2:] == (entry.label, entry.T) for p in by_source):
                         continue  # one paper point per model and setting: the most confident citation's
-                    by_source.append((energy, ap, entry.label))
+                    by_source.append((energy, ap, entry.label, entry.T))
         return points
 
     def curves(self) -> dict[tuple[str, str], dict[str, list[tuple[int, float, str]]]]:
@@ -485,13 +489,21 @@ class Leaderboard:
         plt = _pyplot()
         fig, axes = plt.subplots(1, len(points), figsize=(6.4 * len(points), 4.8), squeeze=False)
         for ax, ((dataset, protocol), by_source) in zip(axes[0], sorted(points.items()), strict=True):
-            labels = sorted({label for pts in by_source.values() for _, _, label in pts})
+            labels = sorted({p[2] for pts in by_source.values() for p in pts})
             colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
             for source, pts in sorted(by_source.items()):
                 filled = source == "measured"
-                for energy, ap, label in pts:
-                    ax.scatter([energy], [ap], s=46, marker="o" if filled else "s", linewidths=1.5,
-                               facecolors=colours[label] if filled else "none", edgecolors=colours[label])
+                for label in sorted({p[2] for p in pts}):
+                    mine = sorted((p for p in pts if p[2] == label), key=lambda p: p[0])
+                    ax.scatter([p[0] for p in mine], [p[1] for p in mine], s=46, marker="o" if filled else "s",
+                               linewidths=1.5, facecolors=colours[label] if filled else "none",
+                               edgecolors=colours[label])
+                    if len(mine) > 1:  # one model at several T: a line through its points, each named by its T
+                        ax.plot([p[0] for p in mine], [p[1] for p in mine], color=colours[label], linewidth=0.8)
+                        for energy, ap, _, T in mine:
+                            ax.annotate(f"T={T}", (energy, ap), fontsize=6, xytext=(4, -9),
+                                        textcoords="offset points", color=colours[label])
+                    energy, ap = max(mine, key=lambda p: p[1])[:2]
                     ax.annotate(plot_text(label), (energy, ap), fontsize=7, xytext=(4, 4),
                                 textcoords="offset points")
                 front = [pts[i] for i in pareto_front([(p[0], p[1]) for p in pts])]
