@@ -127,6 +127,7 @@ class _Entry:
     D: str
     papers: dict[str, dict[str, str]] = field(default_factory=dict)  # citation -> its latest row
     measured: dict[str, str] | None = None
+    runs: list[dict[str, str]] = field(default_factory=list)  # every measured row, in file order
 
     def citations(self) -> list[dict[str, str]]:
         """The cited rows, verified ones first."""
@@ -223,8 +224,10 @@ class _Table:
             current = entry.papers.get(row["citation"])
             if current is None or row["date"] >= current["date"]:
                 entry.papers[row["citation"]] = row
-        elif entry.measured is None or row["date"] >= entry.measured["date"]:  # the latest run wins
-            entry.measured = row
+        else:
+            entry.runs.append(row)
+            if entry.measured is None or row["date"] >= entry.measured["date"]:  # the latest run wins
+                entry.measured = row
 
     def lines(self) -> list[_Entry]:
         """The entries, a paper-only entry folded into the one measured entry of the same model and setting
@@ -465,17 +468,20 @@ class Leaderboard:
 
     def ann_ap(self, dataset: str, protocol: str, label: str) -> tuple[str, float] | None:
         """``(name, measured AP)`` of the ANN twin that the card of the converted model ``label`` names
-        (``ann``), measured with the same weights tag in the same table; None where there is none."""
+        (``ann``), measured with the same weights tag in the same table on the same images (samples and seed of
+        the curve's latest rows); None where there is none."""
         model, _, tag = label.partition(".")
         card = variant_cards().get(model)
         ann = card.data.get("ann") if card is not None else None
         table = next((t for t in self.tables if (t.dataset, t.protocol) == (dataset, protocol)), None)
         if not ann or table is None:
             return None
-        aps = [_number(e.measured["AP"]) for e in table.entries.values()
-               if e.model == ann and e.tag == tag and e.measured is not None]
-        aps = [ap for ap in aps if ap is not None]
-        return (f"{ann}.{tag}" if tag else ann, max(aps)) if aps else None
+        drawn = {(e.measured["samples"], e.measured["seed"]) for e in table.entries.values()
+                 if e.label == label and e.measured is not None}
+        runs = sorted((r for e in table.entries.values() if e.model == ann and e.tag == tag for r in e.runs
+                       if (r["samples"], r["seed"]) in drawn and _number(r["AP"]) is not None),
+                      key=lambda r: r["date"])
+        return (f"{ann}.{tag}" if tag else ann, _number(runs[-1]["AP"])) if runs else None
 
     def plot(self) -> bytes | None:
         """AP against energy (log scale), one panel per table, as PNG bytes; None if no points.
@@ -544,7 +550,7 @@ class Leaderboard:
                 ann = self.ann_ap(dataset, protocol, label)
                 if ann is not None:  # a converted model's ANN twin, measured on the same set: the ceiling
                     ax.axhline(ann[1], color=colour, linestyle=":", linewidth=1,
-                               label=plot_text(f"{ann[0]} (ANN twin)"))
+                               label=plot_text(f"{ann[0]} (ANN twin, same images)"))
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted({T for pts in by_label.values() for T, _, _ in pts}))
             ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))

@@ -359,3 +359,18 @@ def test_cited_urls_and_addresses_stay_text_and_impossible_numbers_are_left_out(
     board = Leaderboard.from_rows(rows)
     (cells,) = board.tables[0].body()
     assert cells[board.tables[0].header().index("AP measured")] == "" and board.plot_points() == {}
+
+
+def test_the_ann_ceiling_is_the_ann_measured_on_the_curve_s_own_images():
+    def ann(samples, ap, date):
+        return _measured("yolov3_tiny_relu", tag="shapes", T=1, D=1, samples=samples, seed=0, AP=ap, date=date)
+
+    curve = [_measured("spicalib_yolov3_tiny", tag="shapes", T=T, D=1, samples=64, seed=0, AP=ap,
+                       date="2026-01-01T00:00:00Z") for T, ap in ((8, 20.0), (16, 40.0))]
+    rows = [ann(64, 55.8, "2026-01-01T00:00:00Z"), ann(256, 54.7, "2026-01-02T00:00:00Z"), *curve]
+    board = Leaderboard.from_rows(rows)
+    assert board.ann_ap("synthetic-shapes", "coco", "spicalib_yolov3_tiny.shapes") == ("yolov3_tiny_relu.shapes", 55.8)
+    (line,) = _line(board.tables[0], Model="yolov3_tiny_relu")
+    assert line["AP measured"] == "54.7"  # the table keeps the latest run
+    only_other = Leaderboard.from_rows([ann(256, 54.7, "2026-01-02T00:00:00Z"), *curve])
+    assert only_other.ann_ap("synthetic-shapes", "coco", "spicalib_yolov3_tiny.shapes") is None  # no wrong ceiling
