@@ -493,8 +493,8 @@ class Leaderboard:
         if not points:
             return None
         plt = _pyplot()
-        fig, axes = plt.subplots(1, len(points), figsize=(6.4 * len(points), 4.8), squeeze=False)
-        for ax, ((dataset, protocol), by_source) in zip(axes[0], sorted(points.items()), strict=True):
+        fig, axes = _panels(plt, len(points))
+        for ax, ((dataset, protocol), by_source) in zip(axes, sorted(points.items()), strict=True):
             labels = sorted({p[2] for pts in by_source.values() for p in pts})
             colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
             for source, pts in sorted(by_source.items()):
@@ -523,11 +523,7 @@ class Leaderboard:
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
             ax.margins(x=0.3, y=0.12)  # room for the labels of the outermost points
-            ax.set_xlabel("energy per sample (mJ, log scale)")
-            ax.set_ylabel("AP (mAP@[.5:.95], %)")
-            ax.set_title(plot_text(f"{dataset}, protocol {protocol}"), fontsize=10)
-            ax.grid(True, which="both", alpha=0.25)
-            ax.legend(fontsize=7, loc="best")
+            _label_panel(ax, "energy per sample (mJ, log scale)", f"{dataset}, protocol {protocol}", "best")
         return _png(fig, plt)
 
     def plot_curves(self) -> bytes | None:
@@ -536,8 +532,8 @@ class Leaderboard:
         if not curves:
             return None
         plt = _pyplot()
-        fig, axes = plt.subplots(1, len(curves), figsize=(6.4 * len(curves), 4.8), squeeze=False)
-        for ax, ((dataset, protocol), by_label) in zip(axes[0], sorted(curves.items()), strict=True):
+        fig, axes = _panels(plt, len(curves))
+        for ax, ((dataset, protocol), by_label) in zip(axes, sorted(curves.items()), strict=True):
             for i, (label, pts) in enumerate(sorted(by_label.items())):
                 colour = plt.get_cmap("tab10")(i % 10)
                 measured = [(T, ap) for T, ap, s in pts if s == "measured"]
@@ -554,11 +550,8 @@ class Leaderboard:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted({T for pts in by_label.values() for T, _, _ in pts}))
             ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.set_xlabel("time steps T (log scale)")
-            ax.set_ylabel("AP (mAP@[.5:.95], %)")
-            ax.set_title(plot_text(f"{dataset}, protocol {protocol}: accuracy against T"), fontsize=10)
-            ax.grid(True, which="both", alpha=0.25)
-            ax.legend(fontsize=7, loc="lower right")
+            _label_panel(ax, "time steps T (log scale)", f"{dataset}, protocol {protocol}: accuracy against T",
+                         "lower right")
         return _png(fig, plt)
 
 
@@ -577,6 +570,20 @@ def _pyplot() -> Any:
             "the leaderboard plot needs matplotlib: pip install matplotlib (or pass --no-plot)"
         ) from exc
     return plt
+
+
+def _panels(plt: Any, count: int) -> tuple[Any, list[Any]]:
+    """A figure of ``count`` side-by-side panels, one per table."""
+    fig, axes = plt.subplots(1, count, figsize=(6.4 * count, 4.8), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _label_panel(ax: Any, xlabel: str, title: str, legend: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("AP (mAP@[.5:.95], %)")
+    ax.set_title(plot_text(title), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc=legend)
 
 
 def _plain_log_ticks(axis: Any) -> None:
