@@ -129,7 +129,8 @@ def fused_forward_supports(
 
 
 @cache
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool(pid: int, workers: int) -> ThreadPoolExecutor:
+    # Keyed by the process id too: a forked child inherits the parent's executor without its threads.
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ilif-cpu")
 
 
@@ -204,7 +205,7 @@ def ilif_forward_cpu(
     else:
         per = -(-n // workers // _BLOCK) * _BLOCK
         bounds = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
-        futures = [_pool(workers).submit(run, lo, hi) for lo, hi in bounds[1:]]
+        futures = [_pool(os.getpid(), workers).submit(run, lo, hi) for lo, hi in bounds[1:]]
         run(*bounds[0])
         for future in futures:
             future.result()
