@@ -11,7 +11,8 @@ What is kept identical to the authors' models:
 * op order: tensors are ``[T, B, C, H, W]``; every convolution, BatchNorm and max-pool runs on ``[T*B, ...]``
   (t major); residual adds and concatenations act on real-valued pre-neuron values ("membrane shortcuts");
   the re-parameterisable convolutions (``RepConv``, ``SepRepConv``, ``BNAndPadLayer``) run unfused, and
-  :meth:`SpikeYOLO.fuse` folds them (and every BatchNorm) into single convolutions for inference;
+  :meth:`SpikeYOLO.fuse` folds every BatchNorm into its convolution and each of them into a separable chain
+  (:class:`SeparableRepConv`: no more MACs than unfused; dense k x k only for spike-driven inference);
 * every BatchNorm has ``eps=1e-3, momentum=0.03`` (Ultralytics' ``initialize_weights``);
 * the neuron is I-LIF with ``D`` levels (:class:`snn_det_zoo.neurons.ILIFNode`): the COCO ``mem_update``
   (decay 0.25, ``tau=4/3``) or the Gen1 neuron of the authors' modified SpikingJelly (``tau=2``,
