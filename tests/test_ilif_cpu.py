@@ -10,7 +10,7 @@ from snn_det_zoo.neurons import ILIFNode
 from snn_det_zoo.neurons import _ilif_cpu as cpu
 from snn_det_zoo.neurons._ilif_function import ilif_multi_step
 from snn_det_zoo.neurons._ilif_params import ILIFParams
-from snn_det_zoo.neurons._ilif_torch import ilif_forward_torch, state_dtype_for
+from snn_det_zoo.neurons._ilif_torch import ilif_backward_torch, ilif_forward_torch, state_dtype_for
 
 needs_kernel = pytest.mark.skipif(
     cpu.cpu_kernel_unavailable_reason() is not None,
@@ -50,6 +50,28 @@ def test_fused_loop_is_bit_identical_to_torch_loops(p, dtype, with_v0):
     for a, b in zip(ours, ref, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert _same_bits(a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("p", PARAMS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("state_grads", [False, True])
+def test_fused_backward_is_bit_identical_to_torch_loops(p, dtype, state_grads):
+    gen = torch.Generator().manual_seed(2)
+    state = state_dtype_for(dtype)
+    x = (torch.randn(3, 2, 1100, generator=gen, dtype=torch.float64) * 2.5).to(dtype)
+    mask = ilif_forward_torch(x, None, p, False, True)[3]
+    grad = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(dtype)
+    grad_v_last = torch.randn(x.shape[1:], generator=gen, dtype=state) if state_grads else None
+    grad_v_seq = torch.randn(x.shape, generator=gen, dtype=state) if state_grads else None
+    assert cpu.fused_backward_supports(grad, grad_v_last, grad_v_seq, mask, state)
+    for need_grad_v0 in (True, False):
+        ours = cpu.ilif_backward_cpu(grad, grad_v_last, grad_v_seq, mask, p, state, need_grad_v0)
+        ref = ilif_backward_torch(grad, grad_v_last, grad_v_seq, mask, p, state, need_grad_v0)
+        assert _same_bits(ours[0], ref[0]) and ours[0].dtype == ref[0].dtype
+        assert (ours[1] is None) == (not need_grad_v0)
+        if need_grad_v0:
+            assert _same_bits(ours[1], ref[1])
 
 
 @needs_kernel

@@ -121,3 +121,72 @@ ILIF_FORWARD(ilif_forward_bf16, uint16_t, float, bf16_load, bf16_store, 8388608.
 #ifdef ILIF_HAVE_FLOAT16
 ILIF_FORWARD(ilif_forward_f16, _Float16, float, SAME, (_Float16), 8388608.0f)
 #endif
+
+/* The backward of the torch loops (_ilif_torch.ilif_backward_torch), op for op: from the last step to the
+ * first, dL/dV flows back through the carry; the bool mask [T, N] is the straight-through window. Absent
+ * gradients (null pointers) are skipped, not read as zeros, so that the sums round exactly as the torch
+ * loops' (which add only the gradients that exist). */
+#define ILIF_BACKWARD(NAME, S, R, LOAD, STORE)                                                            \
+    void NAME(const S* grad_spikes, const R* grad_v_last, const R* grad_v_seq, const uint8_t* mask,       \
+              S* grad_x, R* grad_v0, int64_t n_neurons, int64_t lo, int64_t hi, int32_t steps, R beta,    \
+              R tau, R v_threshold, int32_t decay_input, int32_t detach_reset) {                          \
+        R carry[BLOCK], gv[BLOCK];                                                                         \
+        S out[BLOCK];                                                                                      \
+        const int unit = v_threshold == (R)1;                                                              \
+        for (int64_t b0 = lo; b0 < hi; b0 += BLOCK) {                                                      \
+            const int64_t m = hi - b0 < BLOCK ? hi - b0 : BLOCK;                                           \
+            for (int32_t t = steps - 1; t >= 0; --t) {                                                     \
+                const int64_t o = (int64_t)t * n_neurons + b0;                                             \
+                int have = t < steps - 1; /* the carry exists below the last step */                       \
+                if (have) memcpy(gv, carry, (size_t)m * sizeof(R));                                        \
+                if (grad_v_seq) {                                                                          \
+                    const R* restrict gs = grad_v_seq + o;                                                 \
+                    if (have)                                                                              \
+                        for (int64_t i = 0; i < m; ++i) gv[i] = gv[i] + gs[i];                             \
+                    else                                                                                   \
+                        memcpy(gv, gs, (size_t)m * sizeof(R));                                             \
+                    have = 1;                                                                              \
+                }                                                                                          \
+                if (grad_v_last && t == steps - 1) {                                                       \
+                    const R* restrict gl = grad_v_last + b0;                                               \
+                    if (have)                                                                              \
+                        for (int64_t i = 0; i < m; ++i) gv[i] = gv[i] + gl[i];                             \
+                    else                                                                                   \
+                        memcpy(gv, gl, (size_t)m * sizeof(R));                                             \
+                    have = 1;                                                                              \
+                }                                                                                          \
+                const S* restrict gsp = grad_spikes + o;                                                   \
+                const uint8_t* restrict mt = mask + o;                                                     \
+                for (int64_t i = 0; i < m; ++i) {                                                          \
+                    R level = (R)LOAD(gsp[i]);                                                             \
+                    if (!unit) level = level / v_threshold;                                                \
+                    R h;                                                                                   \
+                    if (!have)                                                                             \
+                        h = mt[i] ? level : (R)0;                                                          \
+                    else if (detach_reset)                                                                 \
+                        h = (mt[i] ? level : (R)0) + gv[i];                                                \
+                    else                                                                                   \
+                        h = mt[i] ? level : gv[i];                                                         \
+                    R gx;                                                                                  \
+                    if (decay_input) {                                                                     \
+                        gx = h / tau;                                                                      \
+                        carry[i] = h - gx;                                                                 \
+                    } else {                                                                               \
+                        gx = h;                                                                            \
+                        carry[i] = h * beta;                                                               \
+                    }                                                                                      \
+                    out[i] = STORE(gx);                                                                    \
+                }                                                                                          \
+                put(grad_x + o, out, (size_t)m * sizeof(S));                                               \
+            }                                                                                              \
+            if (grad_v0) put(grad_v0 + b0, carry, (size_t)m * sizeof(R));                                  \
+        }                                                                                                  \
+        fence();                                                                                           \
+    }
+
+ILIF_BACKWARD(ilif_backward_f32, float, float, SAME, SAME)
+ILIF_BACKWARD(ilif_backward_f64, double, double, SAME, SAME)
+ILIF_BACKWARD(ilif_backward_bf16, uint16_t, float, bf16_load, bf16_store)
+#ifdef ILIF_HAVE_FLOAT16
+ILIF_BACKWARD(ilif_backward_f16, _Float16, float, SAME, (_Float16))
+#endif

@@ -1,4 +1,4 @@
-"""I-LIF forward on the CPU as one fused compiled loop (``_ilif_cpu.c``), the torch loops' fast path.
+"""I-LIF forward and backward on the CPU as fused compiled loops (``_ilif_cpu.c``), the torch loops' fast path.
 
 The torch loops make one pass through memory per op and step (about 16% of a copy's bandwidth at SpikeYOLO's
 shapes); the C loop walks the neurons in L1-sized blocks over all T steps, reading x and writing the spikes
@@ -29,7 +29,15 @@ import torch
 from .._atomic import atomic_path
 from ._ilif_params import ILIFParams
 
-__all__ = ["CPU_FLAGS", "CPU_SOURCE", "cpu_kernel_unavailable_reason", "fused_forward_supports", "ilif_forward_cpu"]
+__all__ = [
+    "CPU_FLAGS",
+    "CPU_SOURCE",
+    "cpu_kernel_unavailable_reason",
+    "fused_backward_supports",
+    "fused_forward_supports",
+    "ilif_backward_cpu",
+    "ilif_forward_cpu",
+]
 
 CPU_SOURCE = Path(__file__).with_name("_ilif_cpu.c")
 # No contraction of a*b+c into an FMA (torch rounds the product and the sum separately). -O3 vectorises the
@@ -184,7 +192,6 @@ def ilif_forward_cpu(
     mask = _empty(x_seq.shape, torch.bool) if save_mask else None
     v_last = _empty(x_seq.shape[1:], state_dtype)
     v_seq = _empty(x_seq.shape, state_dtype) if store_v_seq else None
-    fn = getattr(_library()[0], f"ilif_forward_{_SUFFIX[x_seq.dtype]}")
     real = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
     pointers = [_ptr(t) for t in (x_seq, v0, spikes, mask, v_last, v_seq)]
     scalars = [
@@ -195,6 +202,61 @@ def ilif_forward_cpu(
         real(p.max_level),
         ctypes.c_int32(int(p.decay_input)),
     ]
+    _split(getattr(_library()[0], f"ilif_forward_{_SUFFIX[x_seq.dtype]}"), pointers, n, scalars)
+    return spikes, v_last, v_seq, mask
+
+
+def fused_backward_supports(
+    grad_spikes: torch.Tensor,
+    grad_v_last: torch.Tensor | None,
+    grad_v_seq: torch.Tensor | None,
+    mask: torch.Tensor,
+    state_dtype: torch.dtype,
+) -> bool:
+    """Whether :func:`ilif_backward_cpu` runs this call (else the torch loops do)."""
+    lib = _library()[0]
+    return (
+        lib is not None
+        and grad_spikes.device.type == "cpu"
+        and grad_spikes.is_contiguous()
+        and hasattr(lib, f"ilif_backward_{_SUFFIX.get(grad_spikes.dtype, '?')}")
+        and mask.dtype == torch.bool
+        and mask.shape == grad_spikes.shape
+        and mask.is_contiguous()
+        and all(g is None or (g.dtype == state_dtype and g.is_contiguous()) for g in (grad_v_last, grad_v_seq))
+    )
+
+
+def ilif_backward_cpu(
+    grad_spikes: torch.Tensor,
+    grad_v_last: torch.Tensor | None,
+    grad_v_seq: torch.Tensor | None,
+    mask: torch.Tensor,
+    p: ILIFParams,
+    state_dtype: torch.dtype,
+    need_grad_v0: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The torch loops' backward (same gradients, bit for bit) as one fused loop; see the module."""
+    steps, n = grad_spikes.shape[0], grad_spikes[0].numel()
+    grad_x = _empty(grad_spikes.shape, grad_spikes.dtype)
+    grad_v0 = _empty(grad_spikes.shape[1:], state_dtype) if need_grad_v0 else None
+    real = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
+    pointers = [_ptr(t) for t in (grad_spikes, grad_v_last, grad_v_seq, mask, grad_x, grad_v0)]
+    scalars = [
+        ctypes.c_int32(steps),
+        real(p.beta),
+        real(p.tau),
+        real(p.v_threshold),
+        ctypes.c_int32(int(p.decay_input)),
+        ctypes.c_int32(int(p.detach_reset)),
+    ]
+    _split(getattr(_library()[0], f"ilif_backward_{_SUFFIX[grad_spikes.dtype]}"), pointers, n, scalars)
+    return grad_x, grad_v0
+
+
+def _split(fn, pointers: list, n: int, scalars: list) -> None:
+    """Run ``fn(*pointers, n, lo, hi, *scalars)`` over the neurons ``0 .. n``, cut into ranges of whole blocks
+    for torch's intra-op thread count (ctypes releases the GIL, so the ranges run in parallel)."""
 
     def run(lo: int, hi: int) -> None:
         fn(*pointers, ctypes.c_int64(n), ctypes.c_int64(lo), ctypes.c_int64(hi), *scalars)
@@ -202,11 +264,10 @@ def ilif_forward_cpu(
     workers = max(1, min(torch.get_num_threads(), n // _MIN_NEURONS_PER_THREAD))
     if workers == 1:
         run(0, n)
-    else:
-        per = -(-n // workers // _BLOCK) * _BLOCK
-        bounds = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
-        futures = [_pool(os.getpid(), workers).submit(run, lo, hi) for lo, hi in bounds[1:]]
-        run(*bounds[0])
-        for future in futures:
-            future.result()
-    return spikes, v_last, v_seq, mask
+        return
+    per = -(-n // workers // _BLOCK) * _BLOCK
+    bounds = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+    futures = [_pool(os.getpid(), workers).submit(run, lo, hi) for lo, hi in bounds[1:]]
+    run(*bounds[0])
+    for future in futures:
+        future.result()

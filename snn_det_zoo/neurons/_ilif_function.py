@@ -1,4 +1,4 @@
-"""The I-LIF multi-step op: one autograd node over all T steps, dispatched to torch, the fused CPU loop or CuPy.
+"""The I-LIF multi-step op: one autograd node over all T steps, dispatched to torch, the fused CPU loops or CuPy.
 
 The op is registered with ``torch.library.custom_op`` (``snn_det_zoo::ilif_forward`` and
 ``snn_det_zoo::ilif_backward``) with fake implementations and an autograd formula, so that ``torch.compile``
@@ -38,12 +38,17 @@ def _forward(
     return ilif_forward_torch(x_seq, v0, p, store_v_seq, save_mask)
 
 
-def _backward_impl(backend: str):
+def _backward(backend: str, grad_spikes, grad_v_last, grad_v_seq, mask, p, state_dtype, need_grad_v0):
     if backend == "cupy":
         from ._ilif_cupy import ilif_backward_cupy
 
-        return ilif_backward_cupy
-    return ilif_backward_torch
+        return ilif_backward_cupy(grad_spikes, grad_v_last, grad_v_seq, mask, p, state_dtype, need_grad_v0)
+    if grad_spikes.device.type == "cpu":
+        from ._ilif_cpu import fused_backward_supports, ilif_backward_cpu
+
+        if fused_backward_supports(grad_spikes, grad_v_last, grad_v_seq, mask, state_dtype):
+            return ilif_backward_cpu(grad_spikes, grad_v_last, grad_v_seq, mask, p, state_dtype, need_grad_v0)
+    return ilif_backward_torch(grad_spikes, grad_v_last, grad_v_seq, mask, p, state_dtype, need_grad_v0)
 
 
 def _none_if_empty(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -107,8 +112,8 @@ def _ilif_backward_op(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     p = ILIFParams(max_level, tau, decay_input, v_threshold, detach_reset)
-    grad_x, grad_v0 = _backward_impl(backend)(
-        grad_spikes.contiguous(), grad_v_last, grad_v_seq, mask, p, state_dtype, need_grad_v0
+    grad_x, grad_v0 = _backward(
+        backend, grad_spikes.contiguous(), grad_v_last, grad_v_seq, mask, p, state_dtype, need_grad_v0
     )
     return grad_x, _absent(grad_x, state_dtype) if grad_v0 is None else grad_v0
 
@@ -145,7 +150,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.set_materialize_grads(False)
 
 
-def _backward(
+def _autograd_backward(
     ctx: Any,
     grad_spikes: torch.Tensor | None,
     grad_v_last: torch.Tensor | None,
@@ -173,7 +178,7 @@ def _backward(
     return (grad_x, grad_v0 if ctx.needs_input_grad[1] else None) + (None,) * 8
 
 
-_ilif_forward_op.register_autograd(_backward, setup_context=_setup_context)
+_ilif_forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
 
 
 def ilif_multi_step(
