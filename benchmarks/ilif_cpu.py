@@ -8,7 +8,8 @@ reading x and writing the spikes and the last state (a copy: reading and writing
 references: ``dst.copy_(x)`` into a buffer allocated once (the memory system's rate) and a copy into a fresh
 buffer (``x.clone()``, and the fused loop's own allocation with huge-page advice), since a forward returns a
 fresh tensor too. Implementations: the zoo's fused C loop (what ``ILIFNode`` runs on the CPU), the zoo's
-torch loops (the fallback without a C compiler) and the authors' naive per-step loop (``mem_update``).
+torch loops (the fallback without a C compiler) and the authors' naive per-step loop (``mem_update``); and a
+training step's forward (with the backward's window) + backward, fused loops against torch loops.
 Rows go to benchmarks/results/ilif_cpu-cpu-pt<torch>.csv.
 """
 
@@ -26,9 +27,9 @@ import torch
 from _results import write_results
 
 from snn_det_zoo.neurons import ilif_reference
-from snn_det_zoo.neurons._ilif_cpu import _empty, cpu_kernel_unavailable_reason, ilif_forward_cpu
+from snn_det_zoo.neurons._ilif_cpu import _empty, cpu_kernel_unavailable_reason, ilif_backward_cpu, ilif_forward_cpu
 from snn_det_zoo.neurons._ilif_params import ILIFParams
-from snn_det_zoo.neurons._ilif_torch import ilif_forward_torch
+from snn_det_zoo.neurons._ilif_torch import ilif_backward_torch, ilif_forward_torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COCO = ILIFParams(4, 4.0 / 3.0, False, 1.0, True)
@@ -74,15 +75,30 @@ def run(shape: tuple[int, ...], dtype_names: list[str], warmup: int, repeats: in
             "zoo_torch_loops": lambda x=x: ilif_forward_torch(x, None, COCO, False, False),
             "naive_loop": lambda x=x, z=zero: ilif_reference(x, z, 4, 4.0 / 3.0, False, 1.0, True),
         }
-        impls = {**fused, **slow}
+        grad = torch.ones_like(x)
+
+        def train_step(forward, backward, x=x, grad=grad):
+            mask = forward(x)[3]
+            backward(grad, None, None, mask, COCO, torch.float32, False)
+
+        training = {  # forward with the backward's window, then the backward: what a training step runs
+            "zoo_fused_loops fwd+bwd": lambda: train_step(
+                lambda xs: ilif_forward_cpu(xs, None, COCO, False, True, torch.float32), ilif_backward_cpu
+            ),
+            "zoo_torch_loops fwd+bwd": lambda: train_step(
+                lambda xs: ilif_forward_torch(xs, None, COCO, False, True), ilif_backward_torch
+            ),
+        }
+        impls = {**fused, **slow, **training}
         with torch.no_grad():
             timed = cpu_ms({**copies, **fused}, warmup, repeats)
             timed.update(cpu_ms(slow, 1, max(3, repeats // 3)))
+            timed.update(cpu_ms(training, 1, max(3, repeats // 3)))
             copy_rate = {k: 2 * size / timed[k] / 1e6 for k in copies}  # GB/s
             for impl in impls:
                 ms = timed[impl]
                 moved = forward_bytes + (x.numel() if "mask" in impl else 0)
-                rate = moved / ms / 1e6
+                rate = moved / ms / 1e6 if impl not in training else None
                 if impl == "zoo_fused_loop" and dtype_name == "fp32":
                     fp32_fused_ms = ms
                 rows.append(
@@ -90,11 +106,14 @@ def run(shape: tuple[int, ...], dtype_names: list[str], warmup: int, repeats: in
                         "implementation": impl,
                         "shape": "x".join(map(str, shape)),
                         "dtype": dtype_name,
-                        "forward_cpu_ms": round(ms, 2),
-                        "GBps": round(rate, 2),
-                        **{f"pct_of_{k}": round(100 * rate / r, 1) for k, r in copy_rate.items()},
+                        "pass": "forward+backward" if impl in training else "forward",
+                        "cpu_ms": round(ms, 2),
+                        "GBps": round(rate, 2) if rate else "",
+                        **{f"pct_of_{k}": round(100 * rate / r, 1) if rate else "" for k, r in copy_rate.items()},
                         **{f"{k}_GBps": round(r, 2) for k, r in copy_rate.items()},
-                        "time_vs_fp32_fused": round(ms / fp32_fused_ms, 3) if fp32_fused_ms else "",
+                        "time_vs_fp32_fused": round(ms / fp32_fused_ms, 3)
+                        if fp32_fused_ms and rate is not None
+                        else "",
                         "threads": torch.get_num_threads(),
                         "torch": torch.__version__,
                     }
