@@ -74,8 +74,9 @@ def _cpu_step(name: str, fuse: bool, precision: str, compiled: bool, images: tor
 
 def measure_cpu(name: str, batch: int, size: int, warmup: int, repeats: int, variants: list[str]) -> list[dict]:
     """CPU-time medians of every variant of ``name``, interleaved, with speed-ups over plain fp32."""
-    import statistics
     import time
+
+    from ilif_cpu import cpu_ms  # the sibling script's interleaved CPU-time medians
 
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     steps, models, compile_s = {}, {}, {}
@@ -85,13 +86,7 @@ def measure_cpu(name: str, batch: int, size: int, warmup: int, repeats: int, var
         for _ in range(warmup):
             steps[variant]()
         compile_s[variant] = time.perf_counter() - start
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(repeats):
-        for variant, step in steps.items():
-            start = time.process_time()
-            step()
-            times[variant].append(time.process_time() - start)
-    ms = {v: statistics.median(t) * 1e3 for v, t in times.items()}
+    ms = cpu_ms(steps, 0, repeats)  # warmed up above
     reference = ms.get("fp32")
     rows = []
     for variant in variants:

@@ -125,15 +125,23 @@ def fused_forward_supports(
     x_seq: torch.Tensor, v0: torch.Tensor | None, p: ILIFParams, state_dtype: torch.dtype
 ) -> bool:
     """Whether :func:`ilif_forward_cpu` runs this call (else the torch loops do)."""
+    return _has_kernel("forward", x_seq) and _state_like(state_dtype, v0) and p.max_level <= _MAX_LEVEL[state_dtype]
+
+
+def _has_kernel(direction: str, t: torch.Tensor) -> bool:
+    """The library is loaded and has the ``direction`` loop for ``t``, a contiguous CPU tensor."""
     lib = _library()[0]
     return (
         lib is not None
-        and x_seq.device.type == "cpu"
-        and x_seq.is_contiguous()
-        and hasattr(lib, f"ilif_forward_{_SUFFIX.get(x_seq.dtype, '?')}")
-        and (v0 is None or (v0.dtype == state_dtype and v0.is_contiguous()))
-        and p.max_level <= _MAX_LEVEL[state_dtype]
+        and t.device.type == "cpu"
+        and t.is_contiguous()
+        and hasattr(lib, f"ilif_{direction}_{_SUFFIX.get(t.dtype, '?')}")
     )
+
+
+def _state_like(state_dtype: torch.dtype, *tensors: torch.Tensor | None) -> bool:
+    """Every tensor given is absent or a contiguous tensor of the state's dtype."""
+    return all(t is None or (t.dtype == state_dtype and t.is_contiguous()) for t in tensors)
 
 
 @cache
@@ -214,16 +222,12 @@ def fused_backward_supports(
     state_dtype: torch.dtype,
 ) -> bool:
     """Whether :func:`ilif_backward_cpu` runs this call (else the torch loops do)."""
-    lib = _library()[0]
     return (
-        lib is not None
-        and grad_spikes.device.type == "cpu"
-        and grad_spikes.is_contiguous()
-        and hasattr(lib, f"ilif_backward_{_SUFFIX.get(grad_spikes.dtype, '?')}")
+        _has_kernel("backward", grad_spikes)
         and mask.dtype == torch.bool
         and mask.shape == grad_spikes.shape
         and mask.is_contiguous()
-        and all(g is None or (g.dtype == state_dtype and g.is_contiguous()) for g in (grad_v_last, grad_v_seq))
+        and _state_like(state_dtype, grad_v_last, grad_v_seq)
     )
 
 
