@@ -363,3 +363,22 @@ def test_every_shipped_weights_entry_loads_offline_and_detects(monkeypatch):
         track = make_track(dataset, model, split="val", num_samples=4, seed=1)
         (dets,) = model.predict([track[0][0]], score_thresh=0.25)
         assert len(dets["scores"]) > 0 and torch.isfinite(dets["boxes"]).all(), name  # trained: it finds shapes
+
+
+def test_compile_times_the_compiled_network_and_restores_the_model(monkeypatch):
+    data = SyntheticTrack("synthetic-shapes", 4, image_size=32, seed=5)
+    model, compiled = _Oracle(data), []
+
+    def fake_compile(fn):
+        def wrapped(*args):
+            compiled.append(fn)
+            return fn(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = evaluate(model, data, batch_size=2, progress=False, timing_s=0.05, compile=True)
+    assert compiled and out["stats"]["AP"] == pytest.approx(1.0)
+    assert "forward" not in vars(model)  # the eager method is back
+    with pytest.raises(InvalidArgumentError, match="compile"):
+        evaluate(model, data, compile="yes")

@@ -10,7 +10,7 @@ from torch import nn
 
 import snn_det_zoo as zoo
 import snn_det_zoo.archs.spikeyolo
-from snn_det_zoo.archs.spikeyolo import BNAndPadLayer, RepConv, SepRepConv, SpikeYOLO
+from snn_det_zoo.archs.spikeyolo import BNAndPadLayer, RepConv, SeparableRepConv, SepRepConv, SpikeYOLO
 from snn_det_zoo.errors import InvalidArgumentError
 from snn_det_zoo.neurons import ILIFNode
 from snn_det_zoo.nn.spike_conv import SpikeInputConv2d
@@ -227,3 +227,36 @@ def test_family_settings_scale_neuron_and_names_are_refused_when_unknown():
         SpikeYOLO("x")
     with pytest.raises(InvalidArgumentError, match="neuron"):
         SpikeYOLO("n", neuron="lif")
+
+
+def _conv_macs(model: nn.Module, x: torch.Tensor) -> int:
+    total = 0
+
+    def count(conv, _inputs, out):
+        nonlocal total
+        total += out.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def test_fuse_keeps_reparameterised_convs_separable_and_never_adds_macs():
+    torch.manual_seed(2)
+    model = zoo.create_model("spikeyolo_n", T=1, img_size=SMALL).double()
+    x = torch.rand(2, 3, SMALL, SMALL, dtype=torch.float64)
+    _lively(model, x, seed=2).eval()
+    blocks = [m for m in model.modules() if isinstance(m, RepConv | SepRepConv)]
+    for block in blocks:  # the separable chain is the dense conv the authors fold into
+        dense, chain = block.as_conv(), block.as_separable().as_conv()
+        assert torch.allclose(dense.weight, chain.weight, atol=1e-12)
+        assert torch.allclose(dense.bias, chain.bias, atol=1e-12)
+    fused = copy.deepcopy(model).fuse()
+    assert sum(isinstance(m, SeparableRepConv) for m in fused.modules()) == len(blocks)
+    unfused_macs, fused_macs = _conv_macs(model, x), _conv_macs(fused, x)
+    dense = copy.deepcopy(fused).to_spike_driven().to_spike_driven(False)
+    assert not any(isinstance(m, SeparableRepConv) for m in dense.modules())
+    assert fused_macs <= unfused_macs < _conv_macs(dense, x)

@@ -127,6 +127,7 @@ def run(
         source="measured",
         notes="; ".join(filter(None, ["randomly initialised (no weights)" if random_init else "",
                                       "re-parameterised blocks fused" if fused else "",
+                                      "timed under torch.compile" if eval_kwargs.get("compile") else "",
                                       f"scored by {_SCORERS[coco_backend]}", notes])),
     )
     make_row(**settings)  # a setting the row cannot hold fails now

@@ -1,6 +1,7 @@
 """Which I-LIF implementation runs: the requested backend, an environment override, and the reasons.
 
-``backend="torch"`` runs the graph-free torch loops on any device; ``"cupy"`` the CuPy kernels (CUDA only,
+``backend="torch"`` runs the graph-free torch loops on any device (on the CPU the forward is one fused loop
+compiled at first use, ``_ilif_cpu``, where a C compiler works); ``"cupy"`` the CuPy kernels (CUDA only,
 and an error where CuPy or CUDA is missing, never a silent fallback); ``"auto"`` the CuPy kernels on CUDA
 tensors when CuPy imports, else torch. ``SNN_DET_ZOO_ILIF_BACKEND`` (torch, cupy or auto) overrides what
 the modules ask for, for the whole process.
@@ -86,5 +87,11 @@ def backend_report(backend: str = "auto", device: str | torch.device = "cpu") ->
         error = None
     except (ValueError, RuntimeError) as exc:
         implementation, error = None, str(exc)
+    if device.type == "cpu":
+        from ._ilif_cpu import cpu_kernel_unavailable_reason
+
+        reason = cpu_kernel_unavailable_reason()
+        if reason is not None:  # the torch backend's forward then runs the torch loops
+            unavailable["cpu_fused_loop"] = reason
     return {"implementation": implementation, "requested": backend, "env_override": _env_override(),
             "unavailable": unavailable, "error": error}

@@ -35,7 +35,10 @@ class ILIFNode(FusedMultiStepNode):
         v_threshold: the charge of one unit spike.
         detach_reset: detach the spike in the reset (SpikeYOLO does).
         step_mode: ``'s'`` (input ``[N, ...]``) or ``'m'`` (input ``[T, N, ...]``).
-        backend: ``'torch'`` (any device), ``'cupy'`` (CUDA, one kernel launch per direction) or ``'auto'``.
+        backend: ``'torch'`` (any device; on the CPU the forward is one fused loop compiled at first use,
+            ``_ilif_cpu``, and the torch loops where no C compiler works), ``'cupy'`` (CUDA, one kernel launch
+            per direction) or ``'auto'``. Every backend runs as the custom op ``snn_det_zoo::ilif_forward``,
+            which ``torch.compile`` traces through without a graph break.
         store_v_seq: keep the membrane after every step in ``self.v_seq``.
 
     The state ``v`` persists across calls, as in SpikingJelly, until ``functional.reset_net``; it is kept in

@@ -65,7 +65,7 @@ class Detector(nn.Module):
 
     multi_label: bool = True
     event_representation: str | None = None
-    fused: bool = False  # whether fuse() folded re-parameterisable blocks into single convolutions
+    fused: bool = False  # whether fuse() folded BatchNorm and re-parameterisable blocks for inference
     recipe: TrainRecipe | None = None  # how the family's authors train it (snn_det_zoo.train)
 
     def __init__(
