@@ -175,6 +175,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         precision=args.precision,
         progress=not args.quiet and not args.json,
         fuse=args.fuse,
+        compile=args.compile,
         coco_backend=args.coco_backend,
     )
     if args.model is None:  # the main command: every model with built-in weights
@@ -418,6 +419,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coco-backend", default="auto", choices=("auto", "pycocotools", "faster"),
                    help="what scores the detections: faster-coco-eval where installed (auto; the same 12 numbers, "
                         "pip install 'snn-det-zoo[fast]'), or pycocotools, the reference")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="time the network under torch.compile (predictions and energy from the eager run; the "
+                        "first batches compile, which takes a minute on a CPU)")
     p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
                    help="run SpikeYOLO's re-parameterisable blocks folded (energy is counted alike either way)")
     p.set_defaults(func=_cmd_bench)

@@ -133,3 +133,20 @@ def test_bench_coco_backend_choices_are_the_scorers():
     bench = next(a for a in cli._build_parser()._actions if a.dest == "command").choices["bench"]
     option = next(a for a in bench._actions if a.dest == "coco_backend")
     assert tuple(option.choices) == ("auto", *BACKENDS) and option.default == "auto"
+
+
+def test_bench_passes_precision_fuse_and_compile_to_the_harness(monkeypatch):
+    import snn_det_zoo.bench.runner as runner
+
+    seen = {}
+
+    def fake_run(name, dataset, **kwargs):
+        seen.update(kwargs, name=name)
+        return None
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    argv = ["bench", "spikeyolo_tiny.shapes", "--pretrained", "--precision", "bf16", "--fuse", "--compile",
+            "--coco-backend", "pycocotools", "--no-save", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert (seen["name"], seen["precision"], seen["fuse"], seen["compile"], seen["coco_backend"]) == (
+        "spikeyolo_tiny.shapes", "bf16", True, True, "pycocotools")
