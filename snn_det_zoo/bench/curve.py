@@ -21,7 +21,6 @@ from ..archs._conversion import ScaledInputConv2d
 from ..archs.converted import SpiCalibYOLO
 from ..energy import EnergyConstants
 from ..errors import InvalidArgumentError
-from ..nn.boxes import multiclass_nms
 from ..nn.detector import Detector
 from .tracks import Track, collate
 
@@ -31,13 +30,10 @@ CURVE_STEPS = (8, 16, 32, 64, 128, 256, 512)
 
 
 def detections(model: Detector, raw: list[torch.Tensor], mappings: Sequence[Any]) -> list[dict[str, torch.Tensor]]:
-    """Raw head outputs of a batch -> per-image detections in original pixels (``predict``'s post-processing)."""
-    boxes, scores = model.decode(raw)
-    out = []
-    for b, s, mapping in zip(boxes, scores, mappings, strict=True):
-        det = multiclass_nms(b, s, model.score_thresh, model.iou_thresh, model.max_detections, model.multi_label)
-        out.append({**{k: v.float().cpu() for k, v in det.items()}, "boxes": mapping.to_original(det["boxes"]).cpu()})
-    return out
+    """Raw head outputs of a batch -> per-image detections in original pixels at the model's thresholds
+    (:meth:`~snn_det_zoo.nn.detector.Detector.postprocess`, as ``predict``), as float tensors on the CPU."""
+    found = model.postprocess(raw, mappings, model.score_thresh, model.iou_thresh, model.max_detections)
+    return [{k: v.float().cpu() for k, v in det.items()} for det in found]
 
 
 class _SpikeOps:

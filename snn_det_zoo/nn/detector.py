@@ -187,13 +187,24 @@ class Detector(nn.Module):
             for shape, indices in _groups(tensors).items():
                 batch = torch.stack([tensors[i] for i in indices], dim=1 if len(shape) == 4 else 0)
                 batch = batch.to(device=reference.device, dtype=reference.dtype)
-                boxes, scores = self.decode(self(batch))
-                for i, b, s in zip(indices, boxes, scores, strict=True):
-                    det = multiclass_nms(b, s, score, iou, limit, self.multi_label)
-                    results[i] = {**det, "boxes": mappings[i].to_original(det["boxes"])}
+                found = self.postprocess(self(batch), [mappings[i] for i in indices], score, iou, limit)
+                for i, det in zip(indices, found, strict=True):
+                    results[i] = det
         finally:
             self.train(was_training)
         return results  # type: ignore[return-value]
+
+    def postprocess(self, raw: list[torch.Tensor], mappings: Sequence[BoxMapping], score_thresh: float,
+                    iou_thresh: float, max_detections: int) -> Detections:
+        """A batch's raw head outputs -> one ``{"boxes", "scores", "labels"}`` per input, boxes in the input's
+        own pixels: the family's ``decode``, the shared NMS and the inverse of each input's box mapping (what
+        :meth:`predict` does after the forward, for callers that run the network themselves)."""
+        boxes, scores = self.decode(raw)
+        out = []
+        for b, s, mapping in zip(boxes, scores, mappings, strict=True):
+            det = multiclass_nms(b, s, score_thresh, iou_thresh, max_detections, self.multi_label)
+            out.append({**det, "boxes": mapping.to_original(det["boxes"])})
+        return out
 
     def input_mappings(self, sizes: Sequence[tuple[int, int]]) -> list[BoxMapping]:
         """The box mapping the transform gives inputs of these ``(height, width)`` sizes (for training)."""
