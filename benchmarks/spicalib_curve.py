@@ -15,8 +15,7 @@ import torch
 from _results import device_slug, write_results
 
 from snn_det_zoo import create_model
-from snn_det_zoo.bench.ablation import ABLATION_STEPS, run_ablation
-from snn_det_zoo.bench.conversion import calibration_list
+from snn_det_zoo.bench.ablation import ABLATION_STEPS, ablation_table
 from snn_det_zoo.bench.curve import CURVE_STEPS, accuracy_vs_T
 from snn_det_zoo.bench.loop import evaluate
 from snn_det_zoo.bench.tracks import make_track
@@ -54,19 +53,12 @@ def main() -> None:
             print(row)
         write_results(rows, "spicalib_curve", device_slug(device))
     if args.ablation:
-        limit = args.ablation_samples
-        if limit is not None:  # the ANN's mAP on the same images
-            ann_map50 = evaluate(ann, track, device=device, progress=False, timing_s=0.1, limit=limit)["stats"]["AP50"]
         search = None
         if args.search:
             search = {"init_points": args.search[0], "n_iter": args.search[1], "search_images": args.search[2]}
-        calibration = calibration_list(ann, 64)
-        table = run_ablation(ann.to(device), calibration, track, steps=args.ablation_steps, limit=limit,
-                             p_star=None if search else float(snn.conversion.p), search=search,
-                             ann_map50=ann_map50)
+        table = ablation_table(ann, track, steps=args.ablation_steps, limit=args.ablation_samples,
+                               p_star=None if search else float(snn.conversion.p), search=search, device=device)
         for row in table:
-            row["ann_map50"] = round(ann_map50, 4)
-            row["ratio_to_ann"] = round(row["map50"] / ann_map50, 4)
             print(row)
         write_results(table, "spicalib_ablation", device_slug(device))
 

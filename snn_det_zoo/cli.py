@@ -313,9 +313,7 @@ def _cmd_curve(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
-    from .bench.ablation import run_ablation
-    from .bench.conversion import calibration_list
-    from .bench.loop import evaluate
+    from .bench.ablation import ablation_table
     from .bench.tracks import make_track
     from .factory import create_model
 
@@ -324,17 +322,16 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     ann = create_model(args.model, pretrained=args.weights is None, checkpoint_path=args.weights).eval()
     track = make_track("synthetic-shapes", ann, num_samples=args.num_samples, image_size=max(ann.transform.img_size),
                        seed=args.seed, split="val")
-    ann_map50 = evaluate(ann, track, progress=False, timing_s=0.1)["stats"]["AP50"]
     search = dict(zip(("init_points", "n_iter", "search_images"), args.search, strict=True)) if args.search else None
-    rows = run_ablation(ann, calibration_list(ann, args.calibration_images), track, steps=args.steps, p_star=args.p,
-                        search=search, ann_map50=ann_map50)
+    rows = ablation_table(ann, track, steps=args.steps, p_star=args.p, search=search,
+                          calibration_images=args.calibration_images)
     table = [("step", "T", "mAP50 %", "of the ANN's", "mAP50-95 %", "energy mJ", "p")]
     for row in rows:
-        table.append((row["row"], str(row["T"]), f"{100 * row['map50']:.1f}", f"{row['map50'] / ann_map50:.1%}",
+        table.append((row["row"], str(row["T"]), f"{100 * row['map50']:.1f}", f"{row['ratio_to_ann']:.1%}",
                       f"{100 * row['map50_95']:.1f}", f"{row['energy_mj']:.3g}", f"{row['p']:.4g}"))
     _print_columns(table)
-    print(f"{args.model} (ANN): mAP50 {100 * ann_map50:.1f}% on the same {len(track)} images; each step adds to the "
-          "one above it (snn_det_zoo.bench.ablation)")
+    print(f"{args.model} (ANN): mAP50 {100 * rows[0]['ann_map50']:.1f}% on the same {len(track)} images; each step "
+          "adds to the one above it (snn_det_zoo.bench.ablation)")
     if args.csv:
         from ._atomic import write_csv_atomic
 

@@ -25,7 +25,7 @@ from .conversion import CalibrationList, convert
 from .curve import accuracy_vs_T
 from .tracks import Track
 
-__all__ = ["ABLATION_ROWS", "ABLATION_STEPS", "run_ablation"]
+__all__ = ["ABLATION_ROWS", "ABLATION_STEPS", "ablation_table", "run_ablation"]
 
 ABLATION_STEPS = (32, 64, 128, 256)
 STOCK_P = 0.999
@@ -59,3 +59,20 @@ def run_ablation(ann: ReLUYOLO, calibration: CalibrationList, track: Track, *, s
                         "energy_mj": point["energy_mj"], "p": result.p, "p_search": result.p_search,
                         "gamma": gamma, "allowance": snn.allowance, "pool": pool})
     return out
+
+
+def ablation_table(ann: ReLUYOLO, track: Track, *, steps: Sequence[int] = ABLATION_STEPS, p_star: float | None = None,
+                   search: dict[str, Any] | None = None, calibration_images: int = 64, limit: int | None = None,
+                   device: str = "cpu") -> list[dict[str, Any]]:
+    """:func:`run_ablation` from ``ann``'s own calibration list (its first ``calibration_images`` training
+    images), each row with ``ann_map50`` (the ANN on the same images of ``track``) and ``ratio_to_ann``: the
+    ablation of ``snn-det-zoo ablation`` and ``benchmarks/spicalib_curve.py --ablation``."""
+    from .conversion import calibration_list
+    from .loop import evaluate
+
+    ann_map50 = evaluate(ann, track, device=device, progress=False, timing_s=0.1, limit=limit)["stats"]["AP50"]
+    rows = run_ablation(ann.to(device), calibration_list(ann, calibration_images), track, steps=steps, limit=limit,
+                        p_star=p_star, search=search, ann_map50=ann_map50)
+    return [{**row, "ann_map50": round(ann_map50, 4), "ratio_to_ann": round(row["map50"] / ann_map50, 4)}
+            for row in rows]
+
