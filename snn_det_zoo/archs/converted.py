@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..nn.anchors import anchors_in_grid_units, decode_yolov5, yolov5_detections
+from ..nn.anchors import anchors_in_grid_units, decode_yolov5, init_yolov5_biases, yolov5_detections
 from ..nn.detector import Detector
 from ..nn.losses import YOLOv5Loss
 from ..nn.recipe import YOLOV5_RECIPE
@@ -175,21 +175,13 @@ class ResNet18YOLOv3Core(nn.Module):
 
 class AnchorHead(nn.Module):
     """The anchors (grid units, a buffer) and the reshaping of ``[B, na * no, H, W]`` head maps into
-    ``[B, na, H, W, no]`` logits; initialises the head convs' biases with YOLOv5's priors."""
+    ``[B, na, H, W, no]`` logits (the head convs' biases get YOLOv5's priors: ``init_yolov5_biases``)."""
 
     def __init__(self, num_classes: int, anchors_px: Sequence[Sequence[float]], strides: Sequence[int]) -> None:
         super().__init__()
         anchors = anchors_in_grid_units(anchors_px, strides)
         self.register_buffer("anchors", anchors)
         self.na, self.no, self.nc = anchors.shape[1], num_classes + 5, num_classes
-
-    @torch.no_grad()
-    def initialize_biases(self, heads: Sequence[nn.Conv2d], strides: Sequence[int]) -> None:
-        # YOLOv5's prior: about 8 objects per 640x640 image, class probability 0.6 / (nc - 1).
-        for conv, stride in zip(heads, strides, strict=True):
-            bias = conv.bias.view(self.na, self.no)
-            bias[:, 4] += math.log(8 / (640 / stride) ** 2)
-            bias[:, 5:] += math.log(0.6 / (self.nc - 0.999999))
 
     def forward(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [m.view(m.shape[0], self.na, self.no, m.shape[-2], m.shape[-1]).permute(0, 1, 3, 4, 2).contiguous()
@@ -248,7 +240,7 @@ class ReLUYOLO(Detector):
         self.arch, self.width_multiple, self.multi_label = arch, float(width_multiple), bool(multi_label)
         self.detect = AnchorHead(num_classes, anchors, core_cls.strides)
         self.core = core_cls(in_chans, self.detect.na * self.detect.no, self.width_multiple)
-        self.detect.initialize_biases(self.core.heads, core_cls.strides)
+        init_yolov5_biases(self.core.heads, core_cls.strides, self.detect.na, self.detect.nc)
         self.strides = tuple(core_cls.strides)
 
     def forward_network(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -46,7 +46,7 @@ from torch import nn
 
 from ..errors import InvalidArgumentError
 from ..neurons.ems_lif import EMSLIFNode, EMSSiLUIntegrator
-from ..nn.anchors import anchors_in_grid_units, decode_yolov5, yolov5_detections
+from ..nn.anchors import anchors_in_grid_units, decode_yolov5, init_yolov5_biases, yolov5_detections
 from ..nn.detector import Detector
 from ..nn.graph import Concat, Source, run_layers, saved_layers
 from ..nn.losses import YOLOv5Loss
@@ -199,15 +199,7 @@ class EMSDetect(nn.Module):
         self.register_buffer("stride", torch.tensor(list(strides), dtype=torch.float32, device="cpu"),
                              persistent=False)  # real numbers, even when built on the meta device
         self.m = nn.ModuleList(_conv(c, self.na * self.no, 1, bias=True) for c in in_channels)
-        self._initialize_biases()
-
-    @torch.no_grad()
-    def _initialize_biases(self) -> None:
-        # YOLOv5's prior: about 8 objects per 640x640 image, class probability 0.6 / (nc - 1).
-        for conv, stride in zip(self.m, self.stride.tolist(), strict=True):
-            bias = conv.bias.view(self.na, self.no)
-            bias[:, 4] += math.log(8 / (640 / stride) ** 2)
-            bias[:, 5:] += math.log(0.6 / (self.nc - 0.999999))
+        init_yolov5_biases(self.m, self.stride.tolist(), self.na, self.nc)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         outputs = []

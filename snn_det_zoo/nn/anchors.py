@@ -15,13 +15,26 @@ raw output ``p`` of one anchor decodes as::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["anchors_in_grid_units", "check_anchor_order", "decode_yolov5", "make_grid", "yolov5_detections"]
+__all__ = ["anchors_in_grid_units", "check_anchor_order", "decode_yolov5", "init_yolov5_biases", "make_grid",
+           "yolov5_detections"]
+
+
+@torch.no_grad()
+def init_yolov5_biases(heads: Sequence[torch.nn.Conv2d], strides: Sequence[float], num_anchors: int,
+                       num_classes: int) -> None:
+    """YOLOv5's bias priors on the head convs (``_initialize_biases``): about 8 objects per 640x640 image on
+    the objectness, class probability 0.6 / (nc - 1) on the classes; one conv per level, added in place."""
+    for conv, stride in zip(heads, strides, strict=True):
+        bias = conv.bias.view(num_anchors, num_classes + 5)
+        bias[:, 4] += math.log(8 / (640 / stride) ** 2)
+        bias[:, 5:] += math.log(0.6 / (num_classes - 0.999999))
 
 
 def make_grid(ny: int, nx: int, device: torch.device | None = None,
