@@ -43,19 +43,25 @@ def bin_edges(t_label: int, window_us: int, T: int) -> np.ndarray:
     return start + (int(window_us) // T) * np.arange(T + 1, dtype=np.int64)
 
 
-def _binned(events: np.ndarray, edges: np.ndarray, height: int, width: int):
-    """Bin index, y, x and p of the events inside ``[edges[0], edges[-1])``, in time order."""
-    # One binary search per edge on the sorted times: bin k is the run between the positions of edges k and
-    # k + 1 (the half-open bins exactly), so no per-event search is needed.
+def _in_bins(events: np.ndarray, edges: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The events inside ``[edges[0], edges[-1])`` and ``pos``: bin k is ``events[pos[k]:pos[k + 1]]``.
+
+    One binary search per edge on the sorted times gives the half-open bins exactly, with no per-event search.
+    """
     pos = np.searchsorted(events["t"], edges, "left")
     ev = events[pos[0] : pos[-1]]
-    x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
-    if len(ev) and (x.max() >= width or y.max() >= height):
+    if len(ev) and (ev["x"].max() >= width or ev["y"].max() >= height):
         raise InvalidArgumentError(
-            f"events outside the {width}x{height} sensor (max x {x.max()}, max y {y.max()})"
+            f"events outside the {width}x{height} sensor (max x {ev['x'].max()}, max y {ev['y'].max()})"
         )
+    return ev, pos
+
+
+def _binned(events: np.ndarray, edges: np.ndarray, height: int, width: int):
+    """Bin index, y, x and p of the events inside ``[edges[0], edges[-1])``, in time order."""
+    ev, pos = _in_bins(events, edges, height, width)
     b = np.repeat(np.arange(len(edges) - 1, dtype=np.int64), np.diff(pos))
-    return b, y, x, ev["p"].astype(np.int64)
+    return b, ev["y"].astype(np.int64), ev["x"].astype(np.int64), ev["p"].astype(np.int64)
 
 
 def last_event_polarity_frames(
@@ -67,12 +73,7 @@ def last_event_polarity_frames(
     :param edges: ``T + 1`` bin edges from :func:`bin_edges`.
     :returns: uint8 ``[T, height, width]``: 127 where no event fell in the bin, else 255 * p of the last one.
     """
-    pos = np.searchsorted(events["t"], edges, "left")  # bin k: events pos[k] .. pos[k + 1] (sorted times)
-    ev = events[pos[0] : pos[-1]]
-    if len(ev) and (ev["x"].max() >= width or ev["y"].max() >= height):
-        raise InvalidArgumentError(
-            f"events outside the {width}x{height} sensor (max x {ev['x'].max()}, max y {ev['y'].max()})"
-        )
+    ev, pos = _in_bins(events, edges, height, width)
     T = len(edges) - 1
     # int32 indices where they fit (always at sensor sizes): half the memory traffic of intp.
     index = np.int32 if max(T * height * width, len(ev)) < 2**31 else np.intp
