@@ -6,6 +6,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional
 
+from snn_det_zoo import _native as native
 from snn_det_zoo.neurons import ILIFNode
 from snn_det_zoo.neurons import _ilif_cpu as cpu
 from snn_det_zoo.neurons._ilif_function import ilif_multi_step
@@ -99,10 +100,13 @@ def test_without_a_compiler_the_torch_loops_run(monkeypatch):
 @needs_kernel
 def test_library_is_built_once_into_the_zoo_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SNN_DET_ZOO_HOME", str(tmp_path))
-    first = cpu._build(cpu._compilers()[0], ())
+    def build():
+        return native.build(cpu.CPU_SOURCE, native.compilers()[0], cpu.CPU_FLAGS)
+
+    first = build()
     assert first.parent == tmp_path / "kernels" and first.is_file()
     mtime = first.stat().st_mtime_ns
-    assert cpu._build(cpu._compilers()[0], ()) == first and first.stat().st_mtime_ns == mtime
+    assert build() == first and first.stat().st_mtime_ns == mtime
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary left behind
 
 

@@ -3,30 +3,24 @@
 The torch loops make one pass through memory per op and step (about 16% of a copy's bandwidth at SpikeYOLO's
 shapes); the C loop walks the neurons in L1-sized blocks over all T steps, reading x and writing the spikes
 once, with the arithmetic of the torch loops (bit-identical, tested). The source is compiled at first use
-with the system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into
-``$SNN_DET_ZOO_HOME/kernels`` (default ``~/.cache/snn_det_zoo/kernels``), keyed by a hash of source, flags
-and compiler, and loaded with ctypes, which releases the GIL, so torch's intra-op thread count is honoured
-by splitting the neurons across a thread pool. Where no compiler works, :func:`cpu_kernel_unavailable_reason`
-says why and the torch loops run instead: never an error.
+by :mod:`snn_det_zoo._native` into ``$SNN_DET_ZOO_HOME/kernels`` and loaded with ctypes, which releases the
+GIL, so torch's intra-op thread count is honoured by splitting the neurons across a thread pool. Where no
+compiler works, :func:`cpu_kernel_unavailable_reason` says why and the torch loops run instead: never an
+error.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
 import torch
 
-from .._atomic import atomic_path
+from .._native import load_library
 from ._ilif_params import ILIFParams
 
 __all__ = [
@@ -41,11 +35,9 @@ __all__ = [
 
 CPU_SOURCE = Path(__file__).with_name("_ilif_cpu.c")
 # No contraction of a*b+c into an FMA (torch rounds the product and the sum separately). -O3 vectorises the
-# inner loops; -march=native (AVX2/AVX-512 where present: 1.9x the baseline ISA's speed for float32, 3x for
-# bfloat16) is used only where the CPU can be fingerprinted, and the fingerprint is part of the cache key, so a
-# shared cache never hands one machine's library to another.
-CPU_FLAGS = ("-O3", "-std=gnu11", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
-_NATIVE = "-march=native"
+# inner loops; _native adds -march=native where it can (AVX2/AVX-512: 1.9x the baseline ISA's speed for
+# float32, 3x for bfloat16).
+CPU_FLAGS = ("-O3", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math")
 _BLOCK = 1024  # BLOCK in _ilif_cpu.c: thread ranges are cut at multiples of it
 _MIN_NEURONS_PER_THREAD = 32768
 # The (c + 2^23) - 2^23 rounding of the C loop is exact below these levels (float32 / float64 state).
@@ -54,66 +46,10 @@ _HUGE_PAGE, _HUGE_MIN_BYTES, _MADV_HUGEPAGE = 2 << 20, 8 << 20, 14
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16", torch.float16: "f16"}
 
 
-def _compilers() -> list[str]:
-    named = os.environ.get("CC", "").split()
-    found = [shutil.which(name) for name in ("cc", "gcc", "clang")]
-    return ([named[0]] if named else []) + [c for c in found if c]
-
-
-def _kernel_dir() -> Path:
-    home = os.environ.get("SNN_DET_ZOO_HOME") or Path.home() / ".cache" / "snn_det_zoo"
-    return Path(home).expanduser() / "kernels"
-
-
-@cache
-def _cpu_fingerprint() -> str | None:
-    """The CPU's model and feature flags (Linux), or ``None`` where they cannot be read."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    wanted = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")]
-    return "\n".join(dict.fromkeys(wanted)) or None
-
-
-def _build(compiler: str, extra: tuple[str, ...]) -> Path:
-    """Compile the source once per (source, flags, compiler, machine); return the cached library."""
-    source = CPU_SOURCE.read_bytes()
-    parts = [source, " ".join(CPU_FLAGS + extra).encode(), compiler.encode(), platform.machine().encode()]
-    if _NATIVE in extra:
-        parts.append((_cpu_fingerprint() or "").encode())
-    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
-    target = _kernel_dir() / f"ilif_cpu-{key}.so"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(target, suffix=".so") as out:
-        src = Path(tmp) / "ilif_cpu.c"
-        src.write_bytes(source)
-        proc = subprocess.run(
-            [compiler, *CPU_FLAGS, *extra, str(src), "-o", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {proc.stderr.strip()[-400:]}")
-    return target
-
-
 @cache
 def _library() -> tuple[ctypes.CDLL | None, str | None]:
-    errors = []
-    arches = ((_NATIVE,), ()) if _cpu_fingerprint() else ((),)
-    for compiler in _compilers():
-        for arch in arches:
-            for f16 in (("-DILIF_HAVE_FLOAT16",), ()):  # _Float16 needs GCC >= 12 or Clang >= 15 on x86
-                try:
-                    return ctypes.CDLL(str(_build(compiler, arch + f16))), None
-                except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                    errors.append(f"{Path(compiler).name} {' '.join(arch + f16)}: {exc}")
-    return None, "; ".join(errors) or "no C compiler found ($CC, cc, gcc or clang)"
+    # _Float16 needs GCC >= 12 or Clang >= 15 on x86: without it, the library lacks only the float16 loops.
+    return load_library(CPU_SOURCE, CPU_FLAGS, (("-DILIF_HAVE_FLOAT16",), ()))
 
 
 def cpu_kernel_unavailable_reason() -> str | None:
