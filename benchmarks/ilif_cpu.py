@@ -4,11 +4,12 @@
 
 Every number is a median of CPU time (``time.process_time``, all threads of the process) over repeats, so a
 busy shared machine slows it less than wall time. Bandwidth counts the bytes a call must move at least:
-reading x and writing the spikes and the last state (a copy: reading and writing the tensor). Two copy
-references: ``dst.copy_(x)`` into a buffer allocated once (the memory system's rate) and a copy into a fresh
-buffer (``x.clone()``, and the fused loop's own allocation with huge-page advice), since a forward returns a
-fresh tensor too. Implementations: the zoo's fused C loop (what ``ILIFNode`` runs on the CPU), the zoo's
-torch loops (the fallback without a C compiler) and the authors' naive per-step loop (``mem_update``); and a
+reading x and writing the spikes and the last state (a copy: reading and writing the tensor). The reference
+is ``dst.copy_(x)`` into a buffer allocated once (the memory system's rate); copies into a fresh buffer
+(``x.clone()``, and a fresh NumPy buffer with huge pages) show what faulting in new pages costs. The zoo's
+fused C loop (what ``ILIFNode`` runs on the CPU) lends its outputs cached buffers (``_cpu_buffers``); it is
+also timed with that cache off (``SNN_DET_ZOO_CPU_BUFFER_CACHE_MB=0``: fresh huge-page buffers). Then the zoo's
+torch loops (the fallback without a C compiler), the authors' naive per-step loop (``mem_update``), and a
 training step's forward (with the backward's window) + backward, fused loops against torch loops.
 Rows go to benchmarks/results/ilif_cpu-cpu-pt<torch>.csv.
 """
@@ -17,22 +18,42 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from _results import write_results
 
 from snn_det_zoo.neurons import ilif_reference
-from snn_det_zoo.neurons._ilif_cpu import _empty, cpu_kernel_unavailable_reason, ilif_backward_cpu, ilif_forward_cpu
+from snn_det_zoo.neurons._ilif_cpu import cpu_kernel_unavailable_reason, ilif_backward_cpu, ilif_forward_cpu
 from snn_det_zoo.neurons._ilif_params import ILIFParams
 from snn_det_zoo.neurons._ilif_torch import ilif_backward_torch, ilif_forward_torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COCO = ILIFParams(4, 4.0 / 3.0, False, 1.0, True)
+CACHE_ENV = "SNN_DET_ZOO_CPU_BUFFER_CACHE_MB"
+
+
+def without_buffer_cache(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with the fused loop's output-buffer cache off (every output in fresh pages)."""
+
+    def run() -> object:
+        before = os.environ.get(CACHE_ENV)
+        os.environ[CACHE_ENV] = "0"
+        try:
+            return fn()
+        finally:
+            if before is None:
+                del os.environ[CACHE_ENV]
+            else:
+                os.environ[CACHE_ENV] = before
+
+    return run
 
 
 def cpu_ms(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
@@ -63,13 +84,18 @@ def run(shape: tuple[int, ...], dtype_names: list[str], warmup: int, repeats: in
         copies = {
             "copy_preallocated": lambda x=x, dst=dst: dst.copy_(x),
             "copy_fresh_clone": lambda x=x: x.clone(),
-            "copy_fresh_hugepage": lambda x=x: _empty(x.shape, x.dtype).copy_(x),
+            "copy_fresh_hugepage": lambda x=x, size=size: torch.frombuffer(np.empty(size, np.uint8), dtype=x.dtype)
+            .view(x.shape)
+            .copy_(x),
         }
         forward_bytes = 2 * size + 4 * n  # x in, spikes out, v_last (float32) out
         zero = torch.zeros(shape[1:], dtype=x.dtype)
         fused = {
             "zoo_fused_loop": lambda x=x: ilif_forward_cpu(x, None, COCO, False, False, torch.float32),
             "zoo_fused_loop+mask": lambda x=x: ilif_forward_cpu(x, None, COCO, False, True, torch.float32),
+            "zoo_fused_loop, cache off": without_buffer_cache(
+                lambda x=x: ilif_forward_cpu(x, None, COCO, False, False, torch.float32)
+            ),
         }
         slow = {  # timed apart: their many temporaries fragment memory and would slow the others' allocations
             "zoo_torch_loops": lambda x=x: ilif_forward_torch(x, None, COCO, False, False),

@@ -1,6 +1,7 @@
 """Spiking neurons of the zoo: SpikeYOLO's I-LIF (torch and CuPy paths), spike-driven expansion, EMS-YOLO's LIF,
 and the conversion neurons (IF with soft reset, burst IF, SpiCalib) with the lossless max-pool."""
 
+from ._cpu_buffers import cpu_buffer_cache_info, empty_cpu_buffer_cache
 from ._ilif_backend import backend_report
 from ._ilif_reference import ilif_reference
 from .conversion import BurstIFNode, LosslessMaxPool2d, SpiCalibIFNode
@@ -16,6 +17,8 @@ __all__ = [
     "LosslessMaxPool2d",
     "SpiCalibIFNode",
     "backend_report",
+    "cpu_buffer_cache_info",
+    "empty_cpu_buffer_cache",
     "expand_to_binary",
     "ilif_reference",
     "spike_driven_conv2d",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .._native import load_library
+from ._cpu_buffers import empty
 from ._ilif_params import ILIFParams
 
 __all__ = [
@@ -42,7 +42,6 @@ _BLOCK = 1024  # BLOCK in _ilif_cpu.c: thread ranges are cut at multiples of it
 _MIN_NEURONS_PER_THREAD = 32768
 # The (c + 2^23) - 2^23 rounding of the C loop is exact below these levels (float32 / float64 state).
 _MAX_LEVEL = {torch.float32: 2**22, torch.float64: 2**51}
-_HUGE_PAGE, _HUGE_MIN_BYTES, _MADV_HUGEPAGE = 2 << 20, 8 << 20, 14
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16", torch.float16: "f16"}
 
 
@@ -86,38 +85,6 @@ def _pool(pid: int, workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ilif-cpu")
 
 
-@cache
-def _madvise():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    return fn
-
-
-def _empty(shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """``torch.empty``, with transparent huge pages requested for a large, untouched buffer (Linux).
-
-    A fresh buffer is faulted in page by page on the first write; at 4 KiB pages that costs more than the
-    loop itself (a 200 MB output: ~100 ms against ~20 ms). ``MADV_HUGEPAGE`` on the 2 MiB-aligned inside of
-    the buffer (what c10's ``THP_MEM_ALLOC_ENABLE`` does for every allocation) cuts the faults 512-fold; it
-    is advice, a no-op where THP is disabled.
-    """
-    t = torch.empty(shape, dtype=dtype)
-    madvise = _madvise()
-    nbytes = t.numel() * t.element_size()
-    if madvise is not None and nbytes >= _HUGE_MIN_BYTES:
-        start = -(-t.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
-        length = (t.data_ptr() + nbytes - start) // _HUGE_PAGE * _HUGE_PAGE
-        if length > 0:
-            madvise(start, length, _MADV_HUGEPAGE)
-    return t
-
-
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(None if t is None else t.data_ptr())
 
@@ -132,10 +99,10 @@ def ilif_forward_cpu(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """The torch loops' forward (same outputs, a bool mask ``[T, ...]``) as one fused loop; see the module."""
     steps, n = x_seq.shape[0], x_seq[0].numel()
-    spikes = _empty(x_seq.shape, x_seq.dtype)
-    mask = _empty(x_seq.shape, torch.bool) if save_mask else None
-    v_last = _empty(x_seq.shape[1:], state_dtype)
-    v_seq = _empty(x_seq.shape, state_dtype) if store_v_seq else None
+    spikes = empty(x_seq.shape, x_seq.dtype)
+    mask = empty(x_seq.shape, torch.bool) if save_mask else None
+    v_last = empty(x_seq.shape[1:], state_dtype)
+    v_seq = empty(x_seq.shape, state_dtype) if store_v_seq else None
     real = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
     pointers = [_ptr(t) for t in (x_seq, v0, spikes, mask, v_last, v_seq)]
     scalars = [
@@ -178,8 +145,8 @@ def ilif_backward_cpu(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The torch loops' backward (same gradients, bit for bit) as one fused loop; see the module."""
     steps, n = grad_spikes.shape[0], grad_spikes[0].numel()
-    grad_x = _empty(grad_spikes.shape, grad_spikes.dtype)
-    grad_v0 = _empty(grad_spikes.shape[1:], state_dtype) if need_grad_v0 else None
+    grad_x = empty(grad_spikes.shape, grad_spikes.dtype)
+    grad_v0 = empty(grad_spikes.shape[1:], state_dtype) if need_grad_v0 else None
     real = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
     pointers = [_ptr(t) for t in (grad_spikes, grad_v_last, grad_v_seq, mask, grad_x, grad_v0)]
     scalars = [
