@@ -91,8 +91,9 @@ class TdBN(nn.Module):
         return self.bn(x)
 
 
-def _pool(s: int) -> layer.MaxPool2d:
-    return layer.MaxPool2d(s, s, step_mode="m")
+def _pool(s: int) -> nn.Module:
+    # A 1x1 max pool is the identity (forward and gradient), and CPU max pooling is slow: skip it.
+    return layer.MaxPool2d(s, s, step_mode="m") if s > 1 else nn.Identity()
 
 
 def _lcb_branch(cin: int, hidden: int, cout: int, k: int, s: int) -> nn.Sequential:
