@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import snn_det_zoo as zoo
+from snn_det_zoo.nn.detector import Detector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from neuron_kernels import default_results_path, time_ms, write_rows  # the sibling script's helpers
@@ -57,13 +58,23 @@ CPU_VARIANTS = {  # name -> (fuse, precision, compile)
 }
 
 
-def _cpu_step(name: str, fuse: bool, precision: str, compiled: bool, images: torch.Tensor):
+def model_input(model: Detector, batch: int, size: int) -> torch.Tensor:
+    """What the model takes, the same for every variant: images ``[B, C, H, W]``, or ``T`` frames
+    ``[T, B, C, H, W]`` for an event model (EMS-YOLO's Gen1 variants, spikeyolo_s_gen1)."""
+    shape = (batch, model.in_chans, size, size)
+    if model.modality == "events":
+        shape = (model.T, *shape)
+    return torch.rand(shape, generator=torch.Generator().manual_seed(0))
+
+
+def _cpu_step(name: str, fuse: bool, precision: str, compiled: bool, batch: int, size: int):
     model = zoo.create_model(name).eval()
     if fuse:
         model.fuse()
     if compiled:
         model.forward_network = torch.compile(model.forward_network)
     autocast = torch.autocast("cpu", dtype=PRECISIONS[precision], enabled=PRECISIONS[precision] is not None)
+    images = model_input(model, batch, size)
 
     def step() -> None:
         with torch.no_grad(), autocast:
@@ -78,10 +89,9 @@ def measure_cpu(name: str, batch: int, size: int, warmup: int, repeats: int, var
 
     from ilif_cpu import cpu_ms  # the sibling script's interleaved CPU-time medians
 
-    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     steps, models, compile_s = {}, {}, {}
     for variant in variants:
-        models[variant], steps[variant] = _cpu_step(name, *CPU_VARIANTS[variant], images)
+        models[variant], steps[variant] = _cpu_step(name, *CPU_VARIANTS[variant], batch, size)
         start = time.perf_counter()
         for _ in range(warmup):
             steps[variant]()

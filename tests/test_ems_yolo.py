@@ -349,3 +349,97 @@ def test_card_weights_entry_of_the_released_checkpoint():
             assert metric["source"] == ("measured" if name == "ems_yolo_res10_tiny" else "paper")
             if metric["source"] == "measured":
                 assert metric["citation"].startswith("`snn-det-zoo bench")
+
+
+# ------------------------------------------------------------------------------------------- fuse()
+
+
+def _trained_like(model: ems.EMSYOLO) -> ems.EMSYOLO:
+    """Random, non-trivial tdBN statistics and affine parameters, so that every fold changes the conv."""
+    gen = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, ems.TdBN):
+            bn, n = module.bn, module.bn.num_features
+            for tensor, low, high in ((bn.running_mean, -0.3, 0.3), (bn.running_var, 0.2, 2.0),
+                                      (bn.weight, 0.5, 2.0), (bn.bias, -0.3, 0.5)):
+                tensor.data.copy_(torch.rand(n, generator=gen, dtype=tensor.dtype) * (high - low) + low)
+    return model
+
+
+def _run_recording_neurons(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor],
+                                                                         list[torch.Tensor]]:
+    """The raw head outputs, the spikes of every LIF and the outputs of every SiLU integrator, in order."""
+    spikes: list[torch.Tensor] = []
+    silu: list[torch.Tensor] = []
+
+    def record(module: nn.Module, _args, out: torch.Tensor) -> None:
+        (spikes if isinstance(module, EMSLIFNode) else silu).append(out.detach().clone())
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, EMSLIFNode | EMSSiLUIntegrator)]
+    try:
+        with torch.no_grad():
+            raw = model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return raw, spikes, silu
+
+
+@pytest.mark.parametrize("config", sorted(ems.CONFIGS))
+def test_fuse_folds_every_tdbn_with_the_same_outputs_and_spikes(config):
+    import copy
+
+    model = _trained_like(ems.EMSYOLO(ems.CONFIGS[config], num_classes=2, T=2, width_multiple=0.25,
+                                      img_size=64).double().eval())
+    n_bn = sum(isinstance(m, ems.TdBN) for m in model.modules())
+    fused = copy.deepcopy(model).fuse()
+    assert fused.fused and not model.fused
+    assert not any(isinstance(m, ems.TdBN) for m in fused.modules())  # every conv -> tdBN pair was found
+    biased = sum(isinstance(m, nn.Conv2d) and m.bias is not None for m in fused.modules())
+    assert biased == n_bn + 2  # each fold gave its conv a bias; the head's two convs had one already
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    raw, spikes, silu = _run_recording_neurons(model, x)
+    raw_fused, spikes_fused, silu_fused = _run_recording_neurons(fused, x)
+    for a, b in zip(raw + silu, raw_fused + silu_fused, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-9)
+    assert len(spikes) == len(spikes_fused)
+    assert all(torch.equal(a, b) for a, b in zip(spikes, spikes_fused, strict=True))
+    if config == "res18-sew":  # the SEW ablation has SiLU integrators only (the authors' code)
+        assert not spikes and silu
+    else:
+        fired = torch.cat([s.flatten() for s in spikes])
+        assert 0 < fired.count_nonzero() < fired.numel()  # the comparison saw real, non-trivial activity
+
+
+def test_fuse_is_eval_only_idempotent_and_returns_the_model():
+    model = ems.EMSYOLO(ems.CONFIGS["res10-ee"], num_classes=2, T=1, width_multiple=0.25, img_size=64)
+    with pytest.raises(InvalidArgumentError, match=r"model\.eval\(\) first"):
+        model.fuse()
+    assert not model.fused and any(isinstance(m, ems.TdBN) for m in model.modules())
+    model.eval()
+    assert model.fuse() is model and model.fused
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not any(".bn." in key for key in state)
+    assert model.fuse() is model  # a second call folds nothing again
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert "fused=True" in model.extra_repr()
+
+
+def test_fused_model_counts_the_same_synaptic_operations():
+    import copy
+
+    from snn_det_zoo.energy import EnergyMeter
+
+    model = _trained_like(zoo.create_model("ems_yolo_res10_tiny", **TINY, num_classes=2).double().eval())
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def layers(net):
+        meter = EnergyMeter(net, T=net.T, D=1)
+        with meter, torch.no_grad():
+            net(x)
+        return meter.report().layers
+
+    unfused, fused = layers(model), layers(copy.deepcopy(model).fuse())
+    assert any(layer.input_kind == "spike" for layer in unfused) and sum(layer.ac_ops for layer in unfused) > 0
+    assert fused == unfused  # same layers, names, input kinds, MACs, firing rates, ACs and energy

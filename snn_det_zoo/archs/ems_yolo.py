@@ -32,17 +32,23 @@ map: ``model.{layer}.`` then, for a row repeated n > 1 times, ``{j}.``; then
 - the head ``model.{last}.anchors`` ``[2, 3, 2]`` in grid units, ``model.{last}.m.{0,1}.{weight,bias}``.
 
 Neurons, pools, upsampling and concatenation have no keys.
+
+:meth:`EMSYOLO.fuse` (eval mode) folds every tdBN into the convolution before it, in place: the conv gains a
+bias and the tdBN becomes an ``nn.Identity``, so every layer keeps its name (the energy meter counts the same
+convolutions on the same inputs) and the state_dict loses the ``bn`` keys.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import torch
 from spikingjelly.activation_based import layer
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..errors import InvalidArgumentError
 from ..neurons.ems_lif import EMSLIFNode, EMSSiLUIntegrator
@@ -85,8 +91,9 @@ class TdBN(nn.Module):
         return self.bn(x)
 
 
-def _pool(s: int) -> layer.MaxPool2d:
-    return layer.MaxPool2d(s, s, step_mode="m")
+def _pool(s: int) -> nn.Module:
+    # A 1x1 max pool is the identity (forward and gradient), and CPU max pooling is slow: skip it.
+    return layer.MaxPool2d(s, s, step_mode="m") if s > 1 else nn.Identity()
 
 
 def _lcb_branch(cin: int, hidden: int, cout: int, k: int, s: int) -> nn.Sequential:
@@ -294,6 +301,29 @@ def _make_divisible(x: float, divisor: int = 8) -> int:
 # ------------------------------------------------------------------------------------------- model
 
 
+@torch.no_grad()
+def _fold_tdbn(conv: nn.Conv2d, bn: TdBN) -> None:
+    """Fold an eval-mode tdBN into the conv before it, in place (the conv keeps its class and step mode).
+
+    SpikingJelly's tdBN is ``_BatchNorm.forward`` on ``[T*B, C, H, W]``; ``alpha * v_th`` only sets gamma's
+    initial value, so in eval it is BatchNorm2d's per-channel affine map of the running statistics.
+    """
+    norm = bn.bn
+    conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
+                                                  norm.eps, norm.weight, norm.bias)
+    conv.bias.requires_grad_(conv.weight.requires_grad)
+
+
+def _conv_tdbn_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """The (conv, tdBN) child names of ``module`` where the tdBN reads the conv's output directly."""
+    if isinstance(module, StemConvBN):
+        return [("conv", "bn")] if isinstance(module.bn, TdBN) else []
+    if not isinstance(module, nn.Sequential):  # only a Sequential's order is its forward's order
+        return []
+    return [(a, b) for (a, conv), (b, bn) in pairwise(module.named_children())
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, TdBN)]
+
+
 class EMSYOLO(Detector):
     """An EMS-YOLO detector built from a configuration table, a :class:`~snn_det_zoo.nn.detector.Detector`.
 
@@ -400,6 +430,19 @@ class EMSYOLO(Detector):
         head_strides = tuple(int(s) for s in modules[-1].stride.tolist())
         return nn.Sequential(*modules), resolved, head_strides
 
+    def fuse(self) -> EMSYOLO:
+        """Fold every tdBN into the convolution it follows (stems, LIF -> conv -> tdBN branches, shortcuts);
+        eval mode only, idempotent. Same outputs up to float rounding, same synaptic operations."""
+        if self.training:
+            raise InvalidArgumentError("fuse() folds running BatchNorm statistics; call model.eval() first")
+        if not self.fused:
+            for module in list(self.modules()):
+                for conv_name, bn_name in _conv_tdbn_pairs(module):
+                    _fold_tdbn(getattr(module, conv_name), getattr(module, bn_name))
+                    setattr(module, bn_name, nn.Identity())  # not deleted: later siblings keep their names
+            self.fused = True
+        return self
+
     @property
     def detect(self) -> EMSDetect:
         return self.model[-1]  # type: ignore[return-value]
@@ -421,7 +464,7 @@ class EMSYOLO(Detector):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, T={self.T}, strides={self.strides}, "
                 f"score_thresh={self.score_thresh}, iou_thresh={self.iou_thresh}, "
-                f"max_detections={self.max_detections}, multi_label={self.multi_label}")
+                f"max_detections={self.max_detections}, multi_label={self.multi_label}, fused={self.fused}")
 
 
 # Registered variant -> the authors' configuration (their YAML file): the paper's EMS-Res10/18/34, then the
