@@ -420,7 +420,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="time the network under torch.compile (predictions and energy from the eager run; the "
                         "first batches compile, which takes a minute on a CPU)")
     p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
-                   help="run SpikeYOLO's re-parameterisable blocks folded (energy is counted alike either way)")
+                   help="run the model folded for inference (fuse(): BatchNorm into convs, SpikeYOLO's "
+                        "re-parameterisable blocks into separable chains; energy is counted alike either way)")
     p.set_defaults(func=_cmd_bench)
 
 

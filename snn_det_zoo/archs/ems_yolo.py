@@ -33,9 +33,10 @@ map: ``model.{layer}.`` then, for a row repeated n > 1 times, ``{j}.``; then
 
 Neurons, pools, upsampling and concatenation have no keys.
 
-:meth:`EMSYOLO.fuse` (eval mode) folds every tdBN into the convolution before it, in place: the conv gains a
-bias and the tdBN becomes an ``nn.Identity``, so every layer keeps its name (the energy meter counts the same
-convolutions on the same inputs) and the state_dict loses the ``bn`` keys.
+:meth:`EMSYOLO.fuse` (eval mode) folds every tdBN into the convolution before it (the fold SpikeYOLO uses,
+:func:`~snn_det_zoo.nn.fuse_conv_bn`): the conv gains a bias and the tdBN becomes an ``nn.Identity``, so every
+layer keeps its name (the energy meter counts the same convolutions on the same inputs) and the state_dict loses
+the ``bn`` keys.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from typing import Any
 import torch
 from spikingjelly.activation_based import layer
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..errors import InvalidArgumentError
 from ..neurons.ems_lif import EMSLIFNode, EMSSiLUIntegrator
@@ -57,6 +57,7 @@ from ..nn.detector import Detector
 from ..nn.graph import Concat, Source, run_layers, saved_layers
 from ..nn.losses import YOLOv5Loss
 from ..nn.recipe import YOLOV5_RECIPE
+from ..nn.spike_conv import fuse_conv_bn
 from ..nn.transform import LetterboxTransform
 from ..registry import register_model
 
@@ -301,19 +302,6 @@ def _make_divisible(x: float, divisor: int = 8) -> int:
 # ------------------------------------------------------------------------------------------- model
 
 
-@torch.no_grad()
-def _fold_tdbn(conv: nn.Conv2d, bn: TdBN) -> None:
-    """Fold an eval-mode tdBN into the conv before it, in place (the conv keeps its class and step mode).
-
-    SpikingJelly's tdBN is ``_BatchNorm.forward`` on ``[T*B, C, H, W]``; ``alpha * v_th`` only sets gamma's
-    initial value, so in eval it is BatchNorm2d's per-channel affine map of the running statistics.
-    """
-    norm = bn.bn
-    conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
-                                                  norm.eps, norm.weight, norm.bias)
-    conv.bias.requires_grad_(conv.weight.requires_grad)
-
-
 def _conv_tdbn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     """The (conv, tdBN) child names of ``module`` where the tdBN reads the conv's output directly."""
     if isinstance(module, StemConvBN):
@@ -438,7 +426,7 @@ class EMSYOLO(Detector):
         if not self.fused:
             for module in list(self.modules()):
                 for conv_name, bn_name in _conv_tdbn_pairs(module):
-                    _fold_tdbn(getattr(module, conv_name), getattr(module, bn_name))
+                    setattr(module, conv_name, fuse_conv_bn(getattr(module, conv_name), getattr(module, bn_name).bn))
                     setattr(module, bn_name, nn.Identity())  # not deleted: later siblings keep their names
             self.fused = True
         return self

@@ -126,7 +126,7 @@ def run(
         zoo_version=__version__,
         source="measured",
         notes="; ".join(filter(None, ["randomly initialised (no weights)" if random_init else "",
-                                      "re-parameterised blocks fused" if fused else "",
+                                      "fused (BatchNorm and re-parameterised blocks folded)" if fused else "",
                                       "timed under torch.compile" if eval_kwargs.get("compile") else "",
                                       f"scored by {_SCORERS[coco_backend]}", notes])),
     )

@@ -7,12 +7,12 @@ pages several times it). A network asks for outputs of the same few sizes at eve
 CUDA caching allocator does on the GPU, this cache keeps the memory of outputs whose tensors (and all their
 views) are gone and gives it to the next output of the same byte size, already faulted in.
 
-Each buffer is a NumPy array (NumPy requests transparent huge pages for large arrays on Linux). A tensor is
-lent one through a fresh view of the array, wrapped by :func:`torch.frombuffer`, whose storage holds that view
-until the last tensor sharing it is freed; a ``weakref.finalize`` on the view then returns the array to the
-cache. (Like a ``torch.from_numpy`` tensor, a lent tensor cannot grow with ``resize_``.) At most ``SNN_DET_ZOO_CPU_BUFFER_CACHE_MB`` (default 1024) of idle buffers are kept, the oldest dropped
-first; 0 turns the cache off. :func:`empty_cpu_buffer_cache` frees every idle buffer, like
-``torch.cuda.empty_cache``.
+Each buffer is a NumPy array (NumPy requests transparent huge pages for large arrays on Linux). A tensor is lent one
+through a fresh view of the array, wrapped by :func:`torch.frombuffer`, whose storage holds that view until the last
+tensor sharing it is freed; a ``weakref.finalize`` on the view then returns the array to the cache. (Like a
+``torch.from_numpy`` tensor, a lent tensor cannot grow with ``resize_``.) At most
+``SNN_DET_ZOO_CPU_BUFFER_CACHE_MB`` (default 1024) of idle buffers are kept, the oldest dropped first; 0 turns the
+cache off. :func:`empty_cpu_buffer_cache` frees every idle buffer, like ``torch.cuda.empty_cache``.
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ since a convolution is linear.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import InvalidArgumentError
 from ..neurons import spike_driven_conv2d
@@ -44,22 +47,20 @@ class SpikeInputConv2d(nn.Conv2d):
 
 
 @torch.no_grad()
-def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Return a new convolution (of ``conv``'s class, with a bias) equal to ``bn(conv(x))`` in eval mode."""
-    if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or bn.running_var is None:
-        raise TypeError(f"fuse_conv_bn needs a BatchNorm2d with running statistics, got {type(bn).__name__}")
+def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+    """A copy of ``conv`` (its class, step mode and attributes kept) with a bias, equal to ``bn(conv(x))`` in eval
+    mode. ``bn`` is any BatchNorm with running statistics over the conv's outputs: ``nn.BatchNorm2d``, or
+    SpikingJelly's tdBN (a BatchNorm over ``[T*B, C, H, W]``, whose ``alpha * v_th`` only sets gamma's start)."""
+    if not isinstance(bn, _BatchNorm) or bn.running_mean is None or bn.running_var is None:
+        raise TypeError(f"fuse_conv_bn needs a BatchNorm with running statistics, got {type(bn).__name__}")
     if bn.num_features != conv.out_channels:
         raise InvalidArgumentError(f"BatchNorm has {bn.num_features} features but the conv {conv.out_channels} outputs")
-    fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                       conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-                       device=conv.weight.device, dtype=conv.weight.dtype)
     inv_std = 1 / torch.sqrt(bn.running_var + bn.eps)
     scale = bn.weight * inv_std if bn.affine else inv_std
     shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
     conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-    fused.bias.copy_(conv_bias * scale + shift)
-    fused.requires_grad_(conv.weight.requires_grad)
-    if isinstance(conv, SpikeInputConv2d):
-        fused.spike_driven_levels = conv.spike_driven_levels
+    fused = copy.deepcopy(conv)
+    trainable = conv.weight.requires_grad
+    fused.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=trainable)
+    fused.bias = nn.Parameter(conv_bias * scale + shift, requires_grad=trainable)
     return fused
