@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -58,13 +59,18 @@ def without_buffer_cache(fn: Callable[[], object]) -> Callable[[], object]:
 
 def cpu_ms(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
     """Median CPU time of one call of each function in ms, the functions interleaved call by call so that a
-    change of the machine's load hits the references and the implementations alike."""
+    change of the machine's load hits the references and the implementations alike, in an order shuffled each
+    round (seeded) so that none always runs after the same one, whose leftovers in the caches and the allocator
+    would slow it."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    names, order = list(fns), random.Random(0)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        order.shuffle(names)
+        for name in names:
+            fn = fns[name]
             start = time.process_time()
             fn()
             times[name].append(time.process_time() - start)
