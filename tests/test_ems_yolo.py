@@ -89,6 +89,18 @@ def test_fused_neuron_equals_per_step_reference_forward_and_backward(with_state)
     torch.testing.assert_close(v0_f.grad, v0_ref.grad, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_inference_forward_without_the_backward_code_gives_the_same_outputs(with_state):
+    x = _random_input((5, 3, 4, 6))
+    v0 = torch.rand(x.shape[1:], dtype=torch.float64) * 0.4 if with_state else None
+    s_ref, v_ref = reference_ems_lif(x, torch.zeros(x.shape[1:], dtype=torch.float64) if v0 is None else v0)
+    with torch.no_grad():
+        spikes, v_last, v_seq = ems_lif_multi_step(x.clone().requires_grad_(), v0, store_v_seq=True)
+    assert spikes.grad_fn is None and torch.equal(spikes, s_ref) and torch.equal(v_seq, v_ref)
+    assert torch.equal(v_last, v_ref[-1])
+    assert torch.equal(ems_lif_multi_step(x, v0)[0], s_ref)  # grad enabled, nothing requires it
+
+
 @pytest.mark.cuda
 def test_neuron_on_cuda_equals_cpu():
     x = _random_input((4, 3, 64)).float()
