@@ -56,6 +56,7 @@ from ..nn.anchors import anchors_in_grid_units, decode_yolov5, init_yolov5_biase
 from ..nn.detector import Detector
 from ..nn.graph import Concat, Source, run_layers, saved_layers
 from ..nn.losses import YOLOv5Loss
+from ..nn.pooling import TiledMaxPool2d
 from ..nn.recipe import YOLOV5_RECIPE
 from ..nn.spike_conv import fuse_conv_bn
 from ..nn.transform import LetterboxTransform
@@ -94,7 +95,7 @@ class TdBN(nn.Module):
 
 def _pool(s: int) -> nn.Module:
     # A 1x1 max pool is the identity (forward and gradient), and CPU max pooling is slow: skip it.
-    return layer.MaxPool2d(s, s, step_mode="m") if s > 1 else nn.Identity()
+    return TiledMaxPool2d(s) if s > 1 else nn.Identity()
 
 
 def _lcb_branch(cin: int, hidden: int, cout: int, k: int, s: int) -> nn.Sequential:
