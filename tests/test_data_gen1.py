@@ -1,5 +1,6 @@
 """Gen1 readers, representations and dataset, on small files written here in the real formats."""
 
+import functools
 import re
 import struct
 
@@ -15,7 +16,7 @@ from snn_det_zoo.data.events import (
     polarity_histogram,
     spikeyolo_gen1_input,
 )
-from snn_det_zoo.data.gen1 import EVENT_DTYPE, DatFile, read_boxes, read_dat, write_dat
+from snn_det_zoo.data.gen1 import EVENT_DTYPE, DatFile, decoder_unavailable_reason, read_boxes, read_dat, write_dat
 from snn_det_zoo.data.gen1_dataset import Gen1Detection
 from snn_det_zoo.errors import DataFormatError, DataNotFoundError, InvalidArgumentError, ZooError
 from snn_det_zoo.labels import BBOX_DTYPE, GEN1_NUM_CLASSES, authors_gen1_targets
@@ -48,8 +49,37 @@ def random_events(n, t_max, seed=0):
 
 # ---------------------------------------------------------------- .dat reader
 
+needs_decoder = pytest.mark.skipif(
+    decoder_unavailable_reason() is not None, reason=f"compiled decoder unavailable: {decoder_unavailable_reason()}"
+)
 
-def test_read_dat_decodes_hand_packed_records(tmp_path):
+
+def without_decoder(monkeypatch):
+    """Take the compiled decoder away, as where no C compiler works: the NumPy path runs."""
+    monkeypatch.setattr(gen1_module, "_library", lambda: (None, "no C compiler found"))
+
+
+@functools.cache
+def scalar_decoder():
+    """The compiled decoder without its SSE2 loop: what runs on other CPUs (ARM)."""
+    return gen1_module._load_decoder((*gen1_module._DECODER_FLAGS, "-DDAT_SCALAR"))
+
+
+@pytest.fixture(params=["compiled", "compiled-scalar", "numpy"])
+def decoder(request, monkeypatch):
+    """Runs a reader test on every decoder: the compiled one (where it builds), its portable loop, and the
+    NumPy fallback."""
+    if request.param.startswith("compiled") and decoder_unavailable_reason() is not None:
+        pytest.skip(f"compiled decoder unavailable: {decoder_unavailable_reason()}")
+    if request.param == "compiled-scalar":
+        monkeypatch.setattr(gen1_module, "_library", scalar_decoder)
+    if request.param == "numpy":
+        without_decoder(monkeypatch)
+    return request.param
+
+
+
+def test_read_dat_decodes_hand_packed_records(tmp_path, decoder):
     path = tmp_path / "a_td.dat"
     rows = [(5, 0, 0, 0), (7, 303, 239, 1), (7, 12, 200, 1), (1_000_000, 150, 3, 0)]
     path.write_bytes(HEADER + bytes([0, 8]) + b"".join(pack(*r) for r in rows))
@@ -65,14 +95,14 @@ def test_read_dat_decodes_hand_packed_records(tmp_path):
     assert "Date 2019-01-01 00:00:00" in dat.header.lines
 
 
-def test_read_dat_without_header(tmp_path):
+def test_read_dat_without_header(tmp_path, decoder):
     path = tmp_path / "old_td.dat"
     path.write_bytes(pack(1, 2, 3, 1) + pack(4, 5, 6, 0))
     ev = read_dat(path)
     assert ev["t"].tolist() == [1, 4] and ev["x"].tolist() == [2, 5] and ev["p"].tolist() == [1, 0]
 
 
-def test_time_window_is_half_open_and_exact(tmp_path):
+def test_time_window_is_half_open_and_exact(tmp_path, decoder):
     ev = random_events(20_000, 3_000_000)
     # Put duplicates on the window edges, the hard case for a binary search.
     ev["t"][5000:5010] = 1_000_000
@@ -93,7 +123,7 @@ def test_time_window_is_half_open_and_exact(tmp_path):
     assert dat.last_time == int(ev["t"][-1])
 
 
-def test_window_read_refuses_a_file_out_of_order_anywhere(tmp_path):
+def test_window_read_refuses_a_file_out_of_order_anywhere(tmp_path, decoder):
     ev = random_events(2000, 1_000_000, seed=4)
     path = tmp_path / "part_td.dat"
     write_dat(path, ev)
@@ -116,7 +146,7 @@ def test_window_read_refuses_a_file_out_of_order_anywhere(tmp_path):
 
 
 @pytest.mark.parametrize("drop_at", [1, 3, 4, 5, 8, 9])
-def test_order_check_sees_steps_across_chunk_boundaries(tmp_path, monkeypatch, drop_at):
+def test_order_check_sees_steps_across_chunk_boundaries(tmp_path, decoder, monkeypatch, drop_at):
     monkeypatch.setattr(gen1_module, "_CHUNK", 4)  # chunks [0, 4), [4, 8), [8, 10): every boundary tested
     t = [10 * (i + 1) for i in range(10)]
     t[drop_at] = t[drop_at - 1] - 1
@@ -153,7 +183,7 @@ def test_unsupported_event_type(tmp_path):
         DatFile(path)
 
 
-def test_corrupt_events_name_the_byte_offset(tmp_path):
+def test_corrupt_events_name_the_byte_offset(tmp_path, decoder):
     start = len(HEADER) + 2
     backwards = tmp_path / "b_td.dat"
     backwards.write_bytes(HEADER + bytes([0, 8]) + pack(10, 1, 1, 1) + pack(20, 1, 1, 1) + pack(15, 1, 1, 1))
@@ -167,13 +197,122 @@ def test_corrupt_events_name_the_byte_offset(tmp_path):
         read_dat(outside)
 
 
-def test_write_dat_round_trip_and_bad_input(tmp_path):
+def test_write_dat_round_trip_and_bad_input(tmp_path, decoder):
     ev = random_events(500, 10**6, seed=3)
     write_dat(tmp_path / "r_td.dat", ev)
     np.testing.assert_array_equal(read_dat(tmp_path / "r_td.dat"), ev)
     with pytest.raises(ValueError, match="sorted"):
         write_dat(tmp_path / "bad_td.dat", ev[::-1])
     assert not (tmp_path / "bad_td.dat").exists()
+
+
+def outcome(read):
+    """What ``read()`` gives: the array, or the type and message of the error it raises."""
+    try:
+        return read()
+    except DataFormatError as exc:
+        return type(exc), str(exc)
+
+
+def on_both_decoders(monkeypatch, read):
+    """``outcome(read)`` with the compiled decoder, then with the NumPy fallback."""
+    compiled = outcome(read)
+    with monkeypatch.context() as m:
+        without_decoder(m)
+        return compiled, outcome(read)
+
+
+def dat_file(path, rows, header=HEADER):
+    """A ``.dat`` file of hand-packed ``(t, x, y, p)`` rows (``header=b""``: the headerless old format)."""
+    path.write_bytes((header + bytes([0, 8]) if header else b"") + b"".join(pack(*r) for r in rows))
+    return path
+
+
+@needs_decoder
+def test_both_decoders_give_identical_arrays(tmp_path, monkeypatch):
+    ev = random_events(3000, 10**6, seed=11)
+    raw = np.empty(len(ev), np.dtype([("t", "<u4"), ("packed", "<u4")]))
+    raw["t"] = ev["t"]
+    noise = np.random.default_rng(1).integers(0, 8, len(ev)).astype(np.uint32) << 29  # bits of no field
+    raw["packed"] = ev["x"].astype(np.uint32) | ev["y"].astype(np.uint32) << 14 | ev["p"].astype(np.uint32) << 28
+    raw["packed"] |= noise
+    for name, header in (("h_td.dat", HEADER + bytes([0, 8])), ("old_td.dat", b"")):
+        path = tmp_path / name
+        path.write_bytes(header + raw.tobytes())
+        for lo, hi in ((None, None), (250_000, 600_000), (0, 1), (None, 10), (999_000, None)):
+            compiled, fallback = on_both_decoders(monkeypatch, lambda p=path, a=lo, b=hi: read_dat(p, a, b))
+            expected = ev[((ev["t"] >= (lo or 0)) & (ev["t"] < (hi or 2**40)))]
+            assert compiled.dtype == fallback.dtype == EVENT_DTYPE
+            assert compiled.tobytes() == fallback.tobytes() == expected.tobytes()
+    empty = dat_file(tmp_path / "e_td.dat", [])
+    assert [len(a) for a in on_both_decoders(monkeypatch, lambda: read_dat(empty))] == [0, 0]
+
+
+GOOD = [(10 * (i + 1), i % 304, i % 240, i % 2) for i in range(40)]
+
+
+@needs_decoder
+@pytest.mark.parametrize(
+    ("bad", "event", "why"),
+    [
+        # Several bad events: the first in file order is named, whatever its kind.
+        ({3: (5, 1, 1), 5: (60, 1, 240), 7: (80, 400, 1)}, 3, r"timestamp goes backwards \(5 us after 30 us\)"),
+        ({2: (30, 304, 1), 6: (1, 1, 1)}, 2, r"x = 304 outside the sensor \(x < 304\)"),
+        ({9: (100, 2, 300), 30: (2, 1, 1)}, 9, r"y = 300 outside the sensor \(y < 240\)"),
+        # Several checks failing at one event: order, then x, then y.
+        ({4: (50, 500, 250)}, 4, r"x = 500 outside the sensor \(x < 304\)"),
+        ({4: (1, 1, 250)}, 4, r"timestamp goes backwards \(1 us after 40 us\)"),
+        ({39: (400, 303, 240)}, 39, r"y = 240 outside the sensor \(y < 240\)"),
+        ({0: (0, 16383, 16383)}, 0, r"x = 16383 outside the sensor \(x < 304\)"),
+    ],
+)
+@pytest.mark.parametrize("chunk", [4, 1 << 16])
+def test_both_decoders_refuse_the_same_event_with_the_same_message(tmp_path, monkeypatch, bad, event, why, chunk):
+    monkeypatch.setattr(gen1_module, "_CHUNK", chunk)  # 4: the NumPy path sees the bad events in different chunks
+    rows = [(*bad[i], 1) if i in bad else r for i, r in enumerate(GOOD)]
+    path = dat_file(tmp_path / "bad_td.dat", rows)
+    compiled, fallback = on_both_decoders(monkeypatch, lambda: read_dat(path))
+    assert compiled == fallback
+    assert compiled[0] is DataFormatError
+    offset = len(HEADER) + 2 + 8 * event
+    assert re.fullmatch(rf".*bad_td\.dat: corrupt event {event} at byte offset {offset}: {why}", compiled[1])
+
+
+@needs_decoder
+def test_both_decoders_check_the_order_of_the_whole_file_before_a_window(tmp_path, monkeypatch):
+    # The window [0, 100) holds a bad x; the timestamps go back far after it: a window read checks the order of
+    # the whole file first, so the step back is what both decoders name.
+    rows = [(10 * (i + 1), 1, 1, 0) for i in range(40)]
+    rows[2], rows[35] = (30, 999, 1, 0), (7, 1, 1, 0)
+    path = dat_file(tmp_path / "w_td.dat", rows)
+    for read in (lambda: read_dat(path, 0, 100), lambda: DatFile(path).index_at(5)):
+        compiled, fallback = on_both_decoders(monkeypatch, read)
+        assert compiled == fallback
+        assert f"corrupt event 35 at byte offset {len(HEADER) + 2 + 8 * 35}: timestamp goes backwards" in compiled[1]
+    rows[35] = (360, 1, 1, 0)
+    path = dat_file(path, rows)
+    compiled, fallback = on_both_decoders(monkeypatch, lambda: read_dat(path, 0, 100))
+    assert compiled == fallback and "corrupt event 2 " in compiled[1] and "x = 999 outside" in compiled[1]
+    assert [len(a) for a in on_both_decoders(monkeypatch, lambda: read_dat(path, 100, 200))] == [10, 10]
+
+
+@needs_decoder
+@pytest.mark.parametrize(
+    ("size_lines", "why"),
+    [
+        (b"% Height 240\n% Width 0\n", r"x = 5 outside the sensor \(x < 0\)"),
+        (b"% Height -3\n% Width 304\n", r"y = 6 outside the sensor \(y < -3\)"),
+        (b"% Height 240\n", None),  # no width: x is not checked
+        (b"% Width 20000\n% Height 99999999999999999999\n", None),  # above any 14-bit coordinate
+    ],
+)
+def test_both_decoders_read_the_sensor_size_from_the_header_alike(tmp_path, monkeypatch, size_lines, why):
+    path = dat_file(tmp_path / "s_td.dat", [(1, 5, 6, 1), (2, 16383, 200, 0)], header=b"% Version 2\n" + size_lines)
+    compiled, fallback = on_both_decoders(monkeypatch, lambda: read_dat(path))
+    if why is None:
+        assert compiled.tobytes() == fallback.tobytes() and compiled["x"].tolist() == [5, 16383]
+    else:
+        assert compiled == fallback and re.search(rf"corrupt event 0 at byte offset \d+: {why}$", compiled[1])
 
 
 # ---------------------------------------------------------------- boxes reader
@@ -456,7 +595,7 @@ def test_last_event_frames_are_bit_identical_to_the_authors_and_the_sorting_defi
     assert np.isin(fast, [0, 127, 255]).all() and (fast == 127).any() and (fast == 0).any()
 
 
-def test_chunked_full_read_equals_the_written_events_at_every_chunk_boundary(tmp_path, monkeypatch):
+def test_chunked_full_read_equals_the_written_events_at_every_chunk_boundary(tmp_path, decoder, monkeypatch):
     ev = random_events(1000, 10**6, seed=9)
     path = tmp_path / "k_td.dat"
     write_dat(path, ev)

@@ -6,25 +6,34 @@ and one byte event size (8), then little-endian records of two 32-bit words: the
 a packed word with x in bits 0-13, y in bits 14-27 and the polarity in bit 28. Files written before the header
 existed have neither header nor the two type/size bytes.
 
-Records are decoded in chunks of :data:`_CHUNK` events whose temporaries stay in the CPU cache: each chunk's
-records are read as little-endian 64-bit words (timestamp in the low half, packed word in the high half), so
-every NumPy step runs on contiguous arrays, and each output field is written once (x and y together as one
-32-bit store). A full read streams the file with ``readinto`` (no page faults of a memory map) and checks the
-order of the timestamps in the same pass. A time window is found by binary search on the memory-mapped
-timestamps, so reading 250 ms of a one-hour recording touches only that part of the file; the search is only
-right on sorted timestamps, so the first window read of a :class:`DatFile` checks the order of the whole file
-once (the same chunked stream, cached on the object).
+Records are decoded by ``_dat_decode.c``, compiled at first use by :mod:`snn_det_zoo._native` and loaded with
+ctypes: one pass that writes each 13-byte ``EVENT_DTYPE`` record in two stores and checks the coordinates
+(and, on a full read, the order of the timestamps) on the way. Where no C compiler works, the NumPy path
+runs instead, with the same output and the same errors (tested), every step on contiguous 64-bit words and
+each output field written once. Both take the records in chunks of :data:`_CHUNK` that stay in the CPU cache:
+a few from the memory map, many streamed with ``readinto`` into one reused buffer. A time window is found by
+binary search on the memory-mapped timestamps, so reading 250 ms of a one-hour recording touches only that
+part of the file; the search is only right on sorted timestamps, so the first window read of a
+:class:`DatFile` checks the order of the whole file once (cached on the object).
+
+A bad event stops the read with a :class:`DataFormatError` naming the file, the event and its byte offset:
+the first event, in file order, whose timestamp goes back or whose x or y lies outside the header's sensor
+size (checked in that order at one event).
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import os
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_open
+from .._native import load_library
 from ..constants import GEN1_HEIGHT, GEN1_WIDTH
 from ..errors import DataFormatError, DataNotFoundError, InvalidArgumentError
 from ..labels import BBOX_DTYPE, GEN1_NUM_CLASSES, first_bad_box
@@ -33,6 +42,7 @@ __all__ = [
     "EVENT_DTYPE",
     "DatFile",
     "DatHeader",
+    "decoder_unavailable_reason",
     "read_boxes",
     "read_dat",
     "write_dat",
@@ -52,6 +62,36 @@ _T_VIEW = np.dtype({"names": ["t"], "formats": ["<i8"], "offsets": [0], "itemsiz
 _TAIL_VIEW = np.dtype({"names": ["tail"], "formats": ["<u8"], "offsets": [5], "itemsize": EVENT_DTYPE.itemsize})
 # Where x, y and p land in the tail, and the shift that moves each there from the on-disk word.
 _TAIL_FIELDS = (("x", 24, 32 - 24, _X_MASK), ("y", 40, 32 + _Y_SHIFT - 40, _Y_MASK), ("p", 56, 32 + _P_SHIFT - 56, 1))
+
+_DECODER_SOURCE = Path(__file__).with_name("_dat_decode.c")
+_DECODER_FLAGS = ("-O3", "-std=gnu11")
+_CHECK_ORDER, _CHECK_COORDS = 1, 2  # dat_decode's check bits
+# What dat_decode says was wrong with the first bad event; the order also ranks the checks at one event.
+_BACKWARDS, _X_OUTSIDE, _Y_OUTSIDE = 1, 2, 3
+_OUTSIDE = {"x": _X_OUTSIDE, "y": _Y_OUTSIDE}
+_NO_LIMIT = _X_MASK + 1  # above any 14-bit coordinate: the limit of a header without Height / Width
+
+
+@cache
+def _library() -> tuple[ctypes.CDLL | None, str | None]:
+    """The decoder this process uses, built and loaded once."""
+    return _load_decoder(_DECODER_FLAGS)
+
+
+def _load_decoder(flags: tuple[str, ...]) -> tuple[ctypes.CDLL | None, str | None]:
+    """``_dat_decode.c``'s library with ``dat_decode``'s signature set, else ``(None, why not)``."""
+    lib, why = load_library(_DECODER_SOURCE, flags)
+    if lib is not None:
+        int64_p = ctypes.POINTER(ctypes.c_int64)
+        lib.dat_decode.restype = ctypes.c_int64
+        lib.dat_decode.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32,
+                                   ctypes.c_int64, ctypes.c_int64, int64_p, ctypes.POINTER(ctypes.c_int32))
+    return lib, why
+
+
+def decoder_unavailable_reason() -> str | None:
+    """``None`` when the compiled decoder is loaded, else why not (the NumPy path runs then)."""
+    return _library()[1]
 
 
 @dataclass(frozen=True)
@@ -153,27 +193,15 @@ class DatFile:
 
     def _check_order(self) -> None:
         """Refuse timestamps that go backwards anywhere in the file: on them the binary search returns a wrong,
-        often empty, window without a word. One streamed pass per object, in cache-sized chunks."""
-        if self._ordered:
-            return
-        last = -1
-        for start, words in self._stream(0, len(self)):
-            t = words & 0xFFFFFFFF
-            last = self._check_chunk_order(start, t, last)
-        self._ordered = True
-
-    def _check_chunk_order(self, start: int, t: np.ndarray, last: int) -> int:
-        """Refuse a step back inside ``t`` (events ``start ...``) or from ``last``, the previous timestamp."""
-        if len(t) and (t[0] < last or (len(t) > 1 and np.less(t[1:], t[:-1]).any())):
-            steps = np.flatnonzero(np.diff(np.concatenate([[max(last, 0)], t]).astype(np.int64)) < 0)
-            i = start + int(steps[0])
-            before = last if i == start else int(t[i - start - 1])
-            self._corrupt(i, f"timestamp goes backwards ({int(t[i - start])} us after {before} us)")
-        return int(t[-1]) if len(t) else last
+        often empty, window without a word. One streamed pass per object."""
+        if not self._ordered:
+            self._scan(0, len(self), None, _CHECK_ORDER)
+            self._ordered = True
 
     def _stream(self, lo: int, hi: int):
         """``(index, words)`` chunks of the records ``lo .. hi`` as :data:`_WORD` arrays. Few records come
-        from the memory map; many are read into one reused buffer (``readinto``: sequential, no page faults)."""
+        from the memory map; many are read into one reused buffer (``readinto``: sequential, no page faults,
+        and a file that shrinks meanwhile is an error rather than a memory map's SIGBUS)."""
         if hi - lo <= _CHUNK:
             if hi > lo:
                 yield lo, np.asarray(self._raw[lo:hi]).view(_WORD)
@@ -200,46 +228,106 @@ class DatFile:
             outside the header's sensor size (the message names the byte offset of the first bad event).
         """
         if t_start is None and t_end is None and not self._ordered:
-            return self._decode(0, len(self), check_order=True)  # one pass: decode and order check
+            out = self._decode(0, len(self), _CHECK_ORDER)  # one pass: decode and order check
+            self._ordered = True
+            return out
         self._check_order()
         lo = 0 if t_start is None else self.index_at(t_start)
         hi = len(self) if t_end is None else self.index_at(t_end)
         return self._decode(lo, max(lo, hi))
 
-    def _decode(self, lo: int, hi: int, check_order: bool = False) -> np.ndarray:
-        """Events ``lo .. hi`` as ``EVENT_DTYPE``, coordinates checked against the header's sensor size."""
+    def _decode(self, lo: int, hi: int, checks: int = 0) -> np.ndarray:
+        """Events ``lo .. hi`` as ``EVENT_DTYPE``, coordinates checked against the header's sensor size, and
+        ``checks`` (:data:`_CHECK_ORDER` needs ``lo == 0``: a step back is found against the previous event)."""
         out = np.empty(hi - lo, dtype=EVENT_DTYPE)
+        self._scan(lo, hi, out, checks | _CHECK_COORDS)
+        return out
+
+    def _scan(self, lo: int, hi: int, out: np.ndarray | None, checks: int) -> None:
+        """Run the records ``lo .. hi`` through the decoder (compiled, else NumPy) into ``out`` (``None``: only
+        check), raising on the first that fails one of ``checks``."""
+        if _library()[0] is not None:
+            self._scan_compiled(lo, hi, out, checks)
+        elif out is None:
+            self._check_order_numpy(lo, hi)
+        else:
+            self._decode_numpy(lo, hi, out, checks & _CHECK_ORDER)
+
+    def _limits(self) -> dict[str, int | None]:
+        """The header's bounds of x and y (``None``: unchecked)."""
+        return {"x": self.header.width, "y": self.header.height}
+
+    def _scan_compiled(self, lo: int, hi: int, out: np.ndarray | None, checks: int) -> None:
+        """:meth:`_scan` by ``dat_decode``, one call per chunk."""
+        decode = _library()[0].dat_decode
+        limits = self._limits()
+        width, height = (_NO_LIMIT if limits[a] is None else min(max(limits[a], 0), _NO_LIMIT) for a in "xy")
+        last, what = ctypes.c_int64(-1), ctypes.c_int32(0)  # dat_decode carries the last timestamp over
+        for start, words in self._stream(lo, hi):
+            dest = None if out is None else out.ctypes.data + (start - lo) * EVENT_DTYPE.itemsize
+            bad = decode(words.ctypes.data, len(words), dest, checks, width, height, last, what)
+            if bad < len(words):
+                self._corrupt(start + bad, what.value)
+
+    def _check_order_numpy(self, lo: int, hi: int) -> None:
+        """:meth:`_scan` of the timestamps' order alone, in NumPy."""
+        last = -1
+        for start, words in self._stream(lo, hi):
+            t = words & 0xFFFFFFFF
+            step_back = _first_step_back(t, last)
+            if step_back is not None:
+                self._corrupt(start + step_back, _BACKWARDS)
+            last = int(t[-1])
+
+    def _decode_numpy(self, lo: int, hi: int, out: np.ndarray, check_order: bool) -> None:
+        """Cache-sized chunks on contiguous 64-bit words, each output field written once; a chunk's bad events
+        are collected first, so that the first in file order is named, as by the compiled decoder."""
         t_view, tail_view = out.view(_T_VIEW)["t"], out.view(_TAIL_VIEW)["tail"]
-        limits = {"x": self.header.width, "y": self.header.height, "p": None}
         n = min(_CHUNK, hi - lo)
         field, tail = np.empty(n, _WORD), np.empty(n, _WORD)
+        limits = self._limits()
         last = -1
         for start, words in self._stream(lo, hi):
             m, at = len(words), slice(start - lo, start - lo + len(words))
             f, acc = field[:m], tail[:m]
             np.bitwise_and(words, 0xFFFFFFFF, out=f)
+            bad = []  # (event, check) of the first failure of each check in this chunk
             if check_order:
-                last = self._check_chunk_order(start, f, last)
+                step_back = _first_step_back(f, last)
+                if step_back is not None:
+                    bad.append((start + step_back, _BACKWARDS))
+                last = int(f[-1])
             t_view[at] = f.view(np.int64)  # same width: a plain strided copy, no cast loop
             for k, (axis, at_bit, shift, mask) in enumerate(_TAIL_FIELDS):
                 value = f if k else acc  # the first field goes straight into the tail
                 np.right_shift(words, shift, out=value)
                 np.bitwise_and(value, mask << at_bit, out=value)
-                limit = limits[axis]
+                limit = limits.get(axis)
                 if limit is not None and value.max() >= limit << at_bit:
-                    i = int(np.flatnonzero(value >= limit << at_bit)[0])
-                    self._corrupt(start + i, f"{axis} = {int(value[i]) >> at_bit} outside the sensor "
-                                             f"({axis} < {limit})")
+                    bad.append((start + int(np.flatnonzero(value >= limit << at_bit)[0]), _OUTSIDE[axis]))
                 if k:
                     np.bitwise_or(acc, value, out=acc)
+            if bad:
+                self._corrupt(*min(bad))  # the check codes rank the checks at one event, as dat_decode does
             tail_view[at] = acc  # after t: it rewrites t's zero bytes 5-7 with zeros
-        if check_order:
-            self._ordered = True
-        return out
 
-    def _corrupt(self, index: int, what: str) -> None:
+    def _corrupt(self, index: int, check: int) -> None:
+        """Raise the error for event ``index``, which failed ``check`` (its values are read back from the file)."""
         offset = self.header.data_offset + index * self.header.event_size
+        record = self._raw[index]
+        if check == _BACKWARDS:
+            what = f"timestamp goes backwards ({int(record['t'])} us after {int(self._raw['t'][index - 1])} us)"
+        else:
+            axis, shift, mask = ("x", 0, _X_MASK) if check == _X_OUTSIDE else ("y", _Y_SHIFT, _Y_MASK)
+            value = (int(record["packed"]) >> shift) & mask
+            what = f"{axis} = {value} outside the sensor ({axis} < {self._limits()[axis]})"
         raise DataFormatError(f"{self.path}: corrupt event {index} at byte offset {offset}: {what}")
+
+def _first_step_back(t: np.ndarray, last: int) -> int | None:
+    """Position of the first timestamp in ``t`` below its predecessor (``last`` before ``t[0]``), else ``None``."""
+    if not len(t) or (t[0] >= last and not (len(t) > 1 and np.less(t[1:], t[:-1]).any())):
+        return None
+    return int(np.flatnonzero(np.diff(np.concatenate([[max(last, 0)], t]).astype(np.int64)) < 0)[0])
 
 
 def read_dat(path: str | os.PathLike, t_start: int | None = None, t_end: int | None = None) -> np.ndarray:
