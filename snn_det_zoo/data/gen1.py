@@ -323,6 +323,7 @@ class DatFile:
             what = f"{axis} = {value} outside the sensor ({axis} < {self._limits()[axis]})"
         raise DataFormatError(f"{self.path}: corrupt event {index} at byte offset {offset}: {what}")
 
+
 def _first_step_back(t: np.ndarray, last: int) -> int | None:
     """Position of the first timestamp in ``t`` below its predecessor (``last`` before ``t[0]``), else ``None``."""
     if not len(t) or (t[0] >= last and not (len(t) > 1 and np.less(t[1:], t[:-1]).any())):
