@@ -89,6 +89,9 @@ def measure_cpu(name: str, batch: int, size: int, warmup: int, repeats: int, var
 
     from ilif_cpu import cpu_ms  # the sibling script's interleaved CPU-time medians
 
+    # Each model's compiled variants start from an empty compile cache: the models of one run share code (the
+    # neurons, the detector's forward), and past dynamo's recompile limit a function silently runs eagerly.
+    torch._dynamo.reset()
     steps, models, compile_s = {}, {}, {}
     for variant in variants:
         models[variant], steps[variant] = _cpu_step(name, *CPU_VARIANTS[variant], batch, size)
