@@ -33,6 +33,7 @@ _ENV = "SNN_DET_ZOO_CPU_BUFFER_CACHE_MB"
 _DEFAULT_MB = 1024
 # Below this, malloc serves blocks from its heap, already faulted in: a torch.empty is as fast.
 _MIN_BYTES = 4 << 20
+_ALIGN = 4096
 
 
 class _Cache:
@@ -56,7 +57,7 @@ class _Cache:
                     self.idle_bytes -= nbytes
                     break
             else:
-                buf = np.empty(nbytes, np.uint8)
+                buf = _aligned(nbytes)
             self.lent += 1
             return buf
 
@@ -81,6 +82,15 @@ class _Cache:
     def clear(self) -> None:
         with self.lock:
             self._settle(0)
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    """A new uninitialised buffer starting on a page boundary. NumPy's own start is only 16-byte aligned, and
+    the vector loads of the ops that read the tensor (oneDNN's convolutions) then straddle cache lines: a
+    training step ran 25% slower on such buffers."""
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + nbytes]
 
 
 _CACHES: dict[int, _Cache] = {}
@@ -111,7 +121,7 @@ def empty(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> torch.Tens
     if nbytes < _MIN_BYTES:
         return torch.empty(shape, dtype=dtype)
     if limit == 0:
-        return torch.frombuffer(np.empty(nbytes, np.uint8), dtype=dtype).view(shape)
+        return torch.frombuffer(_aligned(nbytes), dtype=dtype).view(shape)
     cache = _cache()
     buf = cache.take(nbytes, limit)
     lease = buf.view()  # the storage holds this view; its finalizer returns the buffer
