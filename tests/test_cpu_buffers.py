@@ -132,3 +132,11 @@ def test_the_fused_loop_outputs_survive_the_next_call():
     later = ilif_forward_cpu(x * 3, None, p, False, False, torch.float32)
     assert later[0].data_ptr() != spikes.data_ptr()
     assert torch.equal(spikes, kept[0]) and torch.equal(v_last, kept[1])
+
+
+def test_turning_the_cache_off_later_drops_the_buffers_lent_before(monkeypatch):
+    lent = buffers.empty(BIG, torch.float32)
+    monkeypatch.setenv("SNN_DET_ZOO_CPU_BUFFER_CACHE_MB", "0")
+    buffers.empty(BIG, torch.float32)
+    del lent
+    assert cpu_buffer_cache_info()["idle_bytes"] == 0

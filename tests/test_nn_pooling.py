@@ -51,3 +51,14 @@ def test_single_frames_and_bad_settings():
         TiledMaxPool2d(0)
     with pytest.raises(InvalidArgumentError, match=r"\[\.\.\., C, H, W\]"):
         TiledMaxPool2d(2)(torch.randn(8, 8))
+
+
+def test_forward_mode_derivatives_keep_max_pool2d_on_ties():
+    from torch.autograd import forward_ad
+
+    x = torch.ones(1, 1, 2, 2)  # one window, four tied maxima
+    tangent = torch.ones_like(x)
+    with torch.no_grad(), forward_ad.dual_level():
+        mine = forward_ad.unpack_dual(TiledMaxPool2d(2)(forward_ad.make_dual(x, tangent))).tangent
+        ref = forward_ad.unpack_dual(F.max_pool2d(forward_ad.make_dual(x, tangent), 2, 2)).tangent
+    assert torch.equal(mine, ref)

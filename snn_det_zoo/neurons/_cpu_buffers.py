@@ -121,6 +121,11 @@ def empty(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> torch.Tens
     if nbytes < _MIN_BYTES:
         return torch.empty(shape, dtype=dtype)
     if limit == 0:
+        cache = _CACHES.get(os.getpid())
+        if cache is not None:  # turned off after buffers were lent: those are dropped as they come back
+            with cache.lock:
+                cache.limit = 0
+                cache._settle(0)
         return torch.frombuffer(_aligned(nbytes), dtype=dtype).view(shape)
     cache = _cache()
     buf = cache.take(nbytes, limit)

@@ -11,10 +11,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import forward_ad
 
 from ..errors import InvalidArgumentError
 
 __all__ = ["TiledMaxPool2d"]
+
+
+def _needs_derivative(x: torch.Tensor) -> bool:
+    """A backward (autograd) or forward-mode derivative (a dual tensor) will be taken through ``x``."""
+    return (torch.is_grad_enabled() and x.requires_grad) or forward_ad.unpack_dual(x).tangent is not None
 
 
 class TiledMaxPool2d(nn.Module):
@@ -31,7 +37,7 @@ class TiledMaxPool2d(nn.Module):
         if x.dim() < 3:
             raise InvalidArgumentError(f"max pooling takes [..., C, H, W] input, got shape {tuple(x.shape)}")
         s, (h, w) = self.s, (x.shape[-2] // self.s, x.shape[-1] // self.s)
-        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
+        if x.device.type == "cpu" and not _needs_derivative(x):
             tiles = x[..., : h * s, : w * s].unflatten(-1, (w, s)).amax(-1)
             return tiles.unflatten(-2, (h, s)).amax(-2)
         lead = x.shape[:-3]
