@@ -92,7 +92,7 @@ def test_a_limit_of_zero_turns_the_cache_off(monkeypatch):
     assert cpu_buffer_cache_info()["idle_buffers"] == 0
 
 
-@pytest.mark.parametrize("value", ["-1", "lots", "nan"])
+@pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf", "1e400"])
 def test_a_bad_limit_names_the_variable(monkeypatch, value):
     monkeypatch.setenv("SNN_DET_ZOO_CPU_BUFFER_CACHE_MB", value)
     with pytest.raises(InvalidArgumentError, match="SNN_DET_ZOO_CPU_BUFFER_CACHE_MB must be a number of MiB"):

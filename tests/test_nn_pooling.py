@@ -62,3 +62,8 @@ def test_forward_mode_derivatives_keep_max_pool2d_on_ties():
         mine = forward_ad.unpack_dual(TiledMaxPool2d(2)(forward_ad.make_dual(x, tangent))).tangent
         ref = forward_ad.unpack_dual(F.max_pool2d(forward_ad.make_dual(x, tangent), 2, 2)).tangent
     assert torch.equal(mine, ref)
+
+
+def test_an_input_smaller_than_the_window_is_refused_as_max_pool2d_refuses_it():
+    with torch.no_grad(), pytest.raises(RuntimeError, match="too small"):
+        TiledMaxPool2d(2)(torch.randn(1, 2, 3, 1, 8))

@@ -81,6 +81,8 @@ def _library() -> tuple[ctypes.CDLL | None, str | None]:
 def _load_decoder(flags: tuple[str, ...]) -> tuple[ctypes.CDLL | None, str | None]:
     """``_dat_decode.c``'s library with ``dat_decode``'s signature set, else ``(None, why not)``."""
     lib, why = load_library(_DECODER_SOURCE, flags)
+    if lib is not None and not hasattr(lib, "dat_decode"):
+        return None, f"the cached decoder library has no dat_decode ({lib._name})"
     if lib is not None:
         int64_p = ctypes.POINTER(ctypes.c_int64)
         lib.dat_decode.restype = ctypes.c_int64

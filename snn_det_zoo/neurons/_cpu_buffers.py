@@ -94,6 +94,10 @@ def _aligned(nbytes: int) -> np.ndarray:
 
 
 _CACHES: dict[int, _Cache] = {}
+if hasattr(os, "register_at_fork"):
+    # A forked child (a DataLoader worker) must not keep its copy of the parent's idle buffers: they would be
+    # copied page by page as soon as the parent reuses them.
+    os.register_at_fork(after_in_child=_CACHES.clear)
 
 
 def _cache() -> _Cache:
@@ -109,7 +113,7 @@ def _limit_bytes() -> int:
         mb = float(value)
     except ValueError:
         mb = -1.0
-    if not mb >= 0:
+    if not 0 <= mb < 1 << 40:  # NaN, negative and infinite (or absurd) limits are refused
         raise InvalidArgumentError(f"{_ENV} must be a number of MiB >= 0 (0 turns the cache off), got {value!r}")
     return int(mb * (1 << 20))
 
