@@ -79,6 +79,12 @@ class _Cache:
             _, buf = self.idle.popitem(last=False)
             self.idle_bytes -= buf.nbytes
 
+    def set_limit(self, limit: int) -> None:
+        """Keep at most ``limit`` idle bytes from now on, dropping the oldest idle buffers beyond it."""
+        with self.lock:
+            self.limit = limit
+            self._settle(limit)
+
     def clear(self) -> None:
         with self.lock:
             self._settle(0)
@@ -120,16 +126,14 @@ def _limit_bytes() -> int:
 
 def empty(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised contiguous CPU tensor; a large one is lent a cached buffer (see the module)."""
-    nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+    nbytes = torch.Size(shape).numel() * dtype.itemsize
     limit = _limit_bytes()
     if nbytes < _MIN_BYTES:
         return torch.empty(shape, dtype=dtype)
     if limit == 0:
         cache = _CACHES.get(os.getpid())
         if cache is not None:  # turned off after buffers were lent: those are dropped as they come back
-            with cache.lock:
-                cache.limit = 0
-                cache._settle(0)
+            cache.set_limit(0)
         return torch.frombuffer(_aligned(nbytes), dtype=dtype).view(shape)
     cache = _cache()
     buf = cache.take(nbytes, limit)
@@ -146,8 +150,8 @@ def empty_cpu_buffer_cache() -> None:
 
 def cpu_buffer_cache_info() -> dict[str, int]:
     """``{'idle_buffers', 'idle_bytes', 'lent_buffers', 'limit_bytes'}`` of this process's cache."""
-    cache = _cache()
+    cache, limit = _cache(), _limit_bytes()
     with cache.lock:
-        cache._settle(_limit_bytes())
+        cache._settle(limit)
         return {"idle_buffers": len(cache.idle), "idle_bytes": cache.idle_bytes, "lent_buffers": cache.lent,
-                "limit_bytes": _limit_bytes()}
+                "limit_bytes": limit}
