@@ -138,13 +138,11 @@ def ems_lif_multi_step(
                                    f"{tuple(x_seq.shape[1:])}; call spikingjelly's functional.reset_net between inputs "
                                    "of different shapes")
     v0 = v0.to(dtype=x_seq.dtype, device=x_seq.device)
+    args = (x_seq.contiguous(), v0.contiguous(), float(decay), float(v_threshold), float(surrogate_half_width),
+            bool(store_v_seq))
     if not (torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad)):
-        spikes, v_last, v_seq, _ = _ems_lif_forward_loop(x_seq.contiguous(), v0.contiguous(), float(decay),
-                                                         float(v_threshold), float(surrogate_half_width),
-                                                         bool(store_v_seq), save_code=False)
-        return spikes, v_last, v_seq
-    return _EMSLIFMultiStep.apply(x_seq.contiguous(), v0.contiguous(), float(decay), float(v_threshold),
-                                  float(surrogate_half_width), bool(store_v_seq))
+        return _ems_lif_forward_loop(*args, save_code=False)[:3]
+    return _EMSLIFMultiStep.apply(*args)
 
 
 def _check_positive(name: str, value: float) -> float:
